@@ -1,0 +1,63 @@
+"""jobq: a durable job queue. SQLite on one machine, a supervised process pool, JSON payloads.
+
+>>> from jobq import JobQ
+>>> app = JobQ("jobq.db")
+>>> @app.task
+... def add(x: int, y: int) -> int:
+...     return x + y
+"""
+
+from __future__ import annotations
+
+from .app import JobQ
+from .context import JobContext, current_job
+from .errors import (
+    ArgumentError,
+    ConfigurationError,
+    DatabaseBusyError,
+    DatabaseError,
+    InvalidStateError,
+    JobCancelledError,
+    JobFailedError,
+    JobNotFoundError,
+    JobQError,
+    JobTimeout,
+    PayloadError,
+    Retry,
+    SchemaVersionError,
+    UnknownTaskError,
+    WorkerLost,
+)
+from .job import Job
+from .models import JobRecord, Status, WorkerRecord
+from .tasks import Task, TaskOptions
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArgumentError",
+    "ConfigurationError",
+    "DatabaseBusyError",
+    "DatabaseError",
+    "InvalidStateError",
+    "Job",
+    "JobCancelledError",
+    "JobContext",
+    "JobFailedError",
+    "JobNotFoundError",
+    "JobQ",
+    "JobQError",
+    "JobRecord",
+    "JobTimeout",
+    "PayloadError",
+    "Retry",
+    "SchemaVersionError",
+    "Status",
+    "Task",
+    "TaskOptions",
+    "UnknownTaskError",
+    "WorkerLost",
+    "WorkerRecord",
+    "__version__",
+    "current_job",
+]

@@ -1,0 +1,190 @@
+"""``JobQ``: the app that holds the task registry and the store."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, overload
+
+from .errors import ConfigurationError
+from .job import Job
+from .models import NewJob
+from .payload import DEFAULT_MAX_PAYLOAD, encode_arguments
+from .store import DEFAULT_DATABASE, Store, open_store, parse_database
+from .tasks import Callback, Task, TaskCall, TaskOptions
+
+
+class JobQ:
+    """A job queue on one database.
+
+    ``database`` is a path or a ``sqlite:///path?synchronous=full`` URL; by default the
+    ``JOBQ_DB`` environment variable, else ``./jobq.db``. The database is opened (created and
+    migrated if needed) on first use, not here.
+    """
+
+    def __init__(
+        self,
+        database: str | Path | None = None,
+        *,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+    ) -> None:
+        self.database = str(database or os.environ.get("JOBQ_DB") or DEFAULT_DATABASE)
+        parse_database(self.database)  # fail now on a malformed URL, not at first submit
+        self.max_payload = max_payload
+        self.tasks: dict[str, Task] = {}
+        self._store: Store | None = None
+        self._store_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<JobQ {self.database} tasks={len(self.tasks)}>"
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            with self._store_lock:
+                if self._store is None:
+                    self._store = open_store(self.database)
+        return self._store
+
+    def use_database(self, database: str | Path) -> None:
+        """Point the app at another database (the CLI's ``--db`` does this)."""
+        parse_database(database)
+        self.close()
+        self.database = str(database)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # -- registering -----------------------------------------------------------------------
+
+    @overload
+    def task(self, func: Callable[..., Any], /) -> Task: ...
+
+    @overload
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        max_attempts: int = 3,
+        timeout: float | None = None,
+        backoff: float = 1.0,
+        max_backoff: float = 3600.0,
+        on_success: Callback | None = None,
+        on_failure: Callback | None = None,
+    ) -> Callable[[Callable[..., Any]], Task]: ...
+
+    def task(self, func: Callable[..., Any] | None = None, /, **settings: Any) -> Any:
+        """Register a function as a task: ``@app.task`` or ``@app.task(queue="high", ...)``."""
+        if func is not None:
+            return self._register(func, settings)
+        return lambda function: self._register(function, settings)
+
+    def _register(self, func: Callable[..., Any], settings: dict[str, Any]) -> Task:
+        settings = dict(settings)
+        name = settings.pop("name", None)
+        on_success = settings.pop("on_success", None)
+        on_failure = settings.pop("on_failure", None)
+        unknown = set(settings) - set(TaskOptions.__dataclass_fields__)
+        if unknown:
+            raise ConfigurationError(f"unknown task option(s): {', '.join(sorted(unknown))}")
+        task = Task(
+            self, func, name=name, options=TaskOptions(**settings),
+            on_success=on_success, on_failure=on_failure,
+        )
+        existing = self.tasks.get(task.name)
+        if existing is not None and existing.func is not func:
+            raise ConfigurationError(f"two different functions are registered as {task.name!r}")
+        self.tasks[task.name] = task
+        return task
+
+    # -- submitting ------------------------------------------------------------------------
+
+    def submit(
+        self,
+        name: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Job:
+        """Submit a job by task name.
+
+        A registered name is checked against its function; an unknown name is accepted (a
+        worker's app may know it) and fails at once on a worker that does not.
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigurationError(f"a task name must be a non-empty string, not {name!r}")
+        task = self.tasks.get(name)
+        if task is not None:
+            return task.options(**options).submit(*args, **(kwargs or {}))
+        call = TaskCall(_Unregistered(self, name), TaskOptions())  # type: ignore[arg-type]
+        return call.options(**options).submit(*args, **(kwargs or {}))
+
+    def _submit_checked(
+        self,
+        task: Task,
+        calls: list[tuple[list[Any], dict[str, Any]]],
+        options: TaskOptions,
+    ) -> list[Job]:
+        run_at = None if not options.delay else time.time() + options.delay
+        new_jobs = []
+        for args, kwargs in calls:
+            if not isinstance(task, _Unregistered):
+                args, kwargs = task.to_json_values(*task.bind(args, kwargs))
+            args_text, kwargs_text = encode_arguments(args, kwargs, self.max_payload)
+            new_jobs.append(
+                NewJob(
+                    task=task.name, args=args_text, kwargs=kwargs_text, queue=options.queue,
+                    priority=options.priority, max_attempts=options.max_attempts,
+                    timeout=options.timeout, run_at=run_at,
+                )
+            )
+        if not new_jobs:
+            return []
+        return [Job(self, job_id) for job_id in self.store.enqueue(new_jobs)]
+
+    def job(self, job_id: int) -> Job:
+        """A handle on an existing job (raises JobNotFoundError if there is none)."""
+        self.store.get_job(job_id)
+        return Job(self, job_id)
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run_worker(
+        self,
+        procs: int = 0,
+        threads: int = 4,
+        *,
+        queues: Sequence[str] | None = None,
+        burst: bool = False,
+        grace: float = 30.0,
+        lease: float | None = None,
+    ) -> int:
+        """Run workers until stopped (or, with ``burst``, until no runnable job is left).
+
+        ``procs=0`` runs the worker threads in this process; ``procs=N`` starts a supervisor
+        that keeps N worker processes. Returns the exit code (0 on a clean stop).
+        """
+        from .worker import WorkerSettings, run
+
+        settings = WorkerSettings(
+            database=self.database, procs=procs, threads=threads,
+            queues=tuple(queues) if queues else None, burst=burst, grace=grace,
+        )
+        if lease is not None:
+            settings = settings.with_lease(lease)
+        return run(self, settings)
+
+
+class _Unregistered:
+    """Stands in for a task this process does not know: no argument checking."""
+
+    def __init__(self, app: JobQ, name: str) -> None:
+        self.app = app
+        self.name = name

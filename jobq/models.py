@@ -1,0 +1,116 @@
+"""Records that cross the store interface.
+
+The hot path (claim, execute, complete) uses plain slotted dataclasses; pydantic guards the
+edges (job records shown to users, options given by users).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class Status(str, enum.Enum):
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+WAITING = (Status.QUEUED.value, Status.SCHEDULED.value)
+TERMINAL = (Status.SUCCEEDED.value, Status.FAILED.value, Status.CANCELLED.value)
+STATUSES = tuple(status.value for status in Status)
+
+
+@dataclass(slots=True)
+class NewJob:
+    """A validated job, ready to insert. ``args`` and ``kwargs`` are JSON text."""
+
+    task: str
+    args: str
+    kwargs: str
+    queue: str = "default"
+    priority: int = 0
+    max_attempts: int = 3
+    timeout: float | None = None
+    run_at: float | None = None  # unix seconds; None means now
+
+
+@dataclass(slots=True)
+class ClaimedJob:
+    """A job a worker holds. ``attempts`` already counts this attempt."""
+
+    id: int
+    task: str
+    queue: str
+    args: str
+    kwargs: str
+    attempts: int
+    max_attempts: int
+    timeout: float | None
+    priority: int = 0
+    started_at: float = 0.0
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one attempt of a claimed job.
+
+    ``status`` is the job's next status: ``succeeded``, ``failed``, ``scheduled`` (a retry
+    after ``run_at``) or ``queued`` (handed back without counting the attempt).
+    """
+
+    job_id: int
+    worker_id: str
+    attempt: int  # the attempt this outcome belongs to: part of the fence
+    status: str
+    result: str | None = None  # JSON text
+    error: str | None = None  # JSON text: {"type", "message", "traceback"}
+    run_at: float | None = None
+    refund: bool = False  # give the attempt back (the job did not really run)
+    finished_at: float = 0.0
+    extra: Any = field(default=None, compare=False)  # carried to callbacks, never stored
+
+
+class JobRecord(BaseModel):
+    """A job as users see it: ``jobq status ID --json`` and ``Job.info()``."""
+
+    id: int
+    task: str
+    queue: str
+    status: str
+    priority: int
+    attempts: int
+    max_attempts: int
+    args: list[Any]
+    kwargs: dict[str, Any]
+    result: Any = None
+    error: dict[str, Any] | None = None
+    timeout: float | None = None
+    run_at: float
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker: str | None = None
+
+
+class WorkerRecord(BaseModel):
+    """A live (or recently live) worker process, as ``jobq status`` shows it."""
+
+    id: str
+    pid: int
+    host: str
+    supervisor_pid: int | None = None
+    queues: list[str] | None = None
+    threads: int
+    started_at: float
+    heartbeat_at: float
+    running: int = 0

@@ -1,0 +1,558 @@
+"""The SQLite store: WAL, a busy timeout, and ``BEGIN IMMEDIATE`` for every write.
+
+Each thread of a process gets its own connection; a store notices a fork (the pid changed)
+and drops the connections it inherited without touching them, as SQLite requires.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from ..errors import (
+    DatabaseBusyError,
+    DatabaseError,
+    InvalidStateError,
+    JobNotFoundError,
+    SchemaVersionError,
+)
+from ..models import STATUSES, TERMINAL, ClaimedJob, JobRecord, NewJob, Outcome, WorkerRecord
+from . import DatabaseConfig
+from .base import Store
+from .migrations import migrations
+
+_HEADER = b"SQLite format 3\x00"
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+
+_JOB_COLUMNS = (
+    "id, task, queue, status, priority, attempts, max_attempts, args, kwargs, result, error,"
+    " timeout, run_at, created_at, started_at, finished_at, worker_id"
+)
+
+_CLAIM = """
+UPDATE jobs SET status = 'running', worker_id = :worker, attempts = attempts + 1,
+    started_at = :now, finished_at = NULL
+WHERE id IN (
+    SELECT id FROM jobs
+    WHERE status IN ('queued', 'scheduled') AND run_at <= :now {queues}
+    ORDER BY priority DESC, run_at, id
+    LIMIT :limit
+) AND EXISTS (SELECT 1 FROM workers WHERE id = :worker)
+RETURNING id, task, queue, args, kwargs, attempts, max_attempts, timeout, priority
+"""
+
+# Fenced: applies only while the job is still running and held by this worker.
+_COMPLETE = """
+UPDATE jobs SET status = :status,
+    result = :result,
+    error = CASE WHEN :refund THEN error ELSE :error END,
+    finished_at = :finished_at,
+    run_at = COALESCE(:run_at, run_at),
+    attempts = MAX(attempts - :refund, 0),
+    worker_id = CASE WHEN :status IN ('succeeded', 'failed', 'cancelled')
+        THEN worker_id ELSE NULL END
+WHERE id = :id AND status = 'running' AND worker_id = :worker AND attempts = :attempt
+"""
+
+
+def _translate(error: sqlite3.Error, path: object) -> DatabaseError:
+    message = str(error)
+    if isinstance(error, sqlite3.OperationalError) and "locked" in message:
+        return DatabaseBusyError(
+            f"the database {path} is locked by another process (nothing was written; retry)"
+        )
+    if "full" in message:
+        return DatabaseError(f"the database {path} cannot grow: {message} (free space and retry)")
+    if "not a database" in message or "malformed" in message:
+        return DatabaseError(f"{path} is not a usable SQLite database: {message}")
+    return DatabaseError(f"database error on {path}: {message}")
+
+
+def _load(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class SQLiteStore(Store):
+    def __init__(self, config: DatabaseConfig, *, create: bool = True) -> None:
+        self.config = config
+        self.path = config.path
+        self.url = config.url
+        self.synchronous = config.options.get("synchronous", "normal").upper()
+        self.busy_timeout_ms = int(config.options.get("busy_timeout", DEFAULT_BUSY_TIMEOUT_MS))
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._check_file(create)
+        self.migrate()
+
+    # -- connections -----------------------------------------------------------------------
+
+    def _check_file(self, create: bool) -> None:
+        path = self.path
+        if path.is_dir():
+            raise DatabaseError(f"{path} is a directory, not a database file")
+        if path.exists():
+            with open(path, "rb") as handle:
+                header = handle.read(len(_HEADER))
+            if header and header != _HEADER:
+                raise DatabaseError(f"{path} is not an SQLite database; refusing to touch it")
+            return
+        if not create:
+            raise DatabaseError(f"no database at {path} (check --db or JOBQ_DB)")
+        if not path.parent.is_dir():
+            raise DatabaseError(f"cannot create {path}: directory {path.parent} does not exist")
+        try:
+            # Jobs can carry secrets in their arguments: only the owner may read the file.
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            pass
+        except OSError as error:
+            raise DatabaseError(f"cannot create {path}: {error.strerror}") from None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():
+            # Forked: the inherited connections belong to the parent. Forget them unclosed.
+            self._pid = os.getpid()
+            self._local = threading.local()
+            self._connections = []
+            self._lock = threading.Lock()
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            try:
+                connection = sqlite3.connect(
+                    self.path,
+                    timeout=self.busy_timeout_ms / 1000,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                connection.execute("PRAGMA journal_mode = WAL")
+                connection.execute(f"PRAGMA synchronous = {self.synchronous}")
+            except sqlite3.Error as error:
+                raise _translate(error, self.path) from None
+            self._local.connection = connection
+            self._local.data_version = None
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. IMMEDIATE takes the write lock up front, so a busy
+        database makes us wait in the busy handler instead of failing on lock upgrade."""
+        connection = self._connection()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise _translate(error, self.path) from None
+        try:
+            yield connection
+            connection.execute("COMMIT")
+        except BaseException as error:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            if isinstance(error, sqlite3.Error):
+                raise _translate(error, self.path) from None
+            raise
+
+    def _read(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+        try:
+            return self._connection().execute(sql, parameters).fetchall()
+        except sqlite3.Error as error:
+            raise _translate(error, self.path) from None
+
+    def close(self) -> None:
+        if self._pid != os.getpid():
+            return
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            try:
+                connection.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()
+
+    # -- schema ----------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        rows = self._read(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'jobq_migrations'"
+        )
+        if not rows:
+            return 0
+        return int(self._read("SELECT COALESCE(MAX(version), 0) FROM jobq_migrations")[0][0])
+
+    def migrate(self) -> list[int]:
+        known = migrations("sqlite")
+        latest = known[-1].version if known else 0
+        version = self.schema_version()
+        if version > latest:
+            raise SchemaVersionError(
+                f"{self.path} has schema version {version}, newer than this jobq knows "
+                f"({latest}); upgrade jobq"
+            )
+        if version == latest:
+            return []
+        applied = []
+        with self._write() as connection:
+            tables = {
+                row[0]
+                for row in connection.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                )
+            }
+            if tables and "jobq_migrations" not in tables:
+                raise DatabaseError(
+                    f"{self.path} is an SQLite database but not a jobq one "
+                    f"(it has tables: {', '.join(sorted(tables)[:5])}); refusing to change it"
+                )
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS jobq_migrations ("
+                " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+            # Read again inside the write lock: another process may have migrated meanwhile.
+            version = connection.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM jobq_migrations"
+            ).fetchone()[0]
+            for migration in known:
+                if migration.version <= version:
+                    continue
+                for statement in migration.statements():
+                    connection.execute(statement)
+                connection.execute(
+                    "INSERT INTO jobq_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, time.time()),
+                )
+                applied.append(migration.version)
+        return applied
+
+    # -- submitting ------------------------------------------------------------------------
+
+    def enqueue(self, jobs: Sequence[NewJob]) -> list[int]:
+        now = time.time()
+        rows = []
+        for job in jobs:
+            run_at = now if job.run_at is None else job.run_at
+            status = "scheduled" if run_at > now else "queued"
+            rows.append(
+                (job.task, job.queue, status, job.priority, job.args, job.kwargs,
+                 job.max_attempts, job.timeout, run_at, now)
+            )
+        sql = (
+            "INSERT INTO jobs (task, queue, status, priority, args, kwargs, max_attempts,"
+            " timeout, run_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+        )
+        with self._write() as connection:
+            if len(rows) == 1:
+                return [connection.execute(sql, rows[0]).fetchone()[0]]
+            # executemany cannot return ids; ids are assigned in order inside one transaction.
+            connection.executemany(sql.removesuffix(" RETURNING id"), rows)
+            last = connection.execute("SELECT last_insert_rowid()").fetchone()[0]
+        return list(range(last - len(rows) + 1, last + 1))
+
+    # -- the worker's hot path -------------------------------------------------------------
+
+    def claim(self, worker_id: str, queues: Sequence[str] | None, limit: int) -> list[ClaimedJob]:
+        if limit <= 0:
+            return []
+        parameters: dict[str, Any] = {"worker": worker_id, "now": time.time(), "limit": limit}
+        filter_sql = ""
+        if queues:
+            names = [f":q{index}" for index in range(len(queues))]
+            filter_sql = f"AND queue IN ({', '.join(names)})"
+            parameters.update({f"q{index}": queue for index, queue in enumerate(queues)})
+        with self._write() as connection:
+            rows = connection.execute(_CLAIM.format(queues=filter_sql), parameters).fetchall()
+        now = parameters["now"]
+        jobs = [ClaimedJob(*row, started_at=now) for row in rows]
+        jobs.sort(key=lambda job: (-job.priority, job.id))
+        return jobs
+
+    def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        applied = []
+        with self._write() as connection:
+            for outcome in outcomes:
+                cursor = connection.execute(
+                    _COMPLETE,
+                    {
+                        "id": outcome.job_id,
+                        "worker": outcome.worker_id,
+                        "attempt": outcome.attempt,
+                        "status": outcome.status,
+                        "result": outcome.result,
+                        "error": outcome.error,
+                        "finished_at": outcome.finished_at if outcome.status in TERMINAL else None,
+                        "run_at": outcome.run_at,
+                        "refund": 1 if outcome.refund else 0,
+                    },
+                )
+                applied.append(cursor.rowcount == 1)
+        return applied
+
+    def changed(self) -> bool:
+        connection = self._connection()
+        try:
+            version = connection.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error as error:
+            raise _translate(error, self.path) from None
+        previous, self._local.data_version = self._local.data_version, version
+        return version != previous
+
+    def _queue_filter(self, queues: Sequence[str] | None) -> tuple[str, list[str]]:
+        if not queues:
+            return "", []
+        return f" AND queue IN ({', '.join('?' * len(queues))})", list(queues)
+
+    def next_run_at(self, queues: Sequence[str] | None) -> float | None:
+        where, parameters = self._queue_filter(queues)
+        rows = self._read(
+            f"SELECT MIN(run_at) FROM jobs WHERE status IN ('queued', 'scheduled'){where}",
+            parameters,
+        )
+        return rows[0][0]
+
+    def runnable_count(self, queues: Sequence[str] | None) -> int:
+        where, parameters = self._queue_filter(queues)
+        rows = self._read(
+            "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'scheduled')"
+            f" AND run_at <= ?{where}",
+            [time.time(), *parameters],
+        )
+        return int(rows[0][0])
+
+    # -- workers and recovery --------------------------------------------------------------
+
+    def register_worker(
+        self,
+        worker_id: str,
+        *,
+        kind: str,
+        pid: int,
+        host: str,
+        supervisor_pid: int | None,
+        queues: Sequence[str] | None,
+        threads: int,
+    ) -> None:
+        now = time.time()
+        with self._write() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO workers (id, kind, pid, host, supervisor_pid, queues,"
+                " threads, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (worker_id, kind, pid, host, supervisor_pid,
+                 json.dumps(list(queues)) if queues else None, threads, now, now),
+            )
+
+    def heartbeat(self, worker_id: str) -> bool:
+        with self._write() as connection:
+            cursor = connection.execute(
+                "UPDATE workers SET heartbeat_at = ? WHERE id = ?", (time.time(), worker_id)
+            )
+        return cursor.rowcount == 1
+
+    def _release(
+        self, connection: sqlite3.Connection, worker_id: str, reason: str, refund: bool
+    ) -> int:
+        if refund:
+            cursor = connection.execute(
+                "UPDATE jobs SET status = 'queued', attempts = MAX(attempts - 1, 0),"
+                " worker_id = NULL, started_at = NULL"
+                " WHERE status = 'running' AND worker_id = ?",
+                (worker_id,),
+            )
+            return cursor.rowcount
+        now = time.time()
+        error = json.dumps({"type": "WorkerLost", "message": reason, "traceback": None})
+        failed = connection.execute(
+            "UPDATE jobs SET status = 'failed', error = ?, finished_at = ?"
+            " WHERE status = 'running' AND worker_id = ? AND attempts >= max_attempts",
+            (error, now, worker_id),
+        ).rowcount
+        queued = connection.execute(
+            "UPDATE jobs SET status = 'queued', error = ?, worker_id = NULL, run_at = ?"
+            " WHERE status = 'running' AND worker_id = ?",
+            (error, now, worker_id),
+        ).rowcount
+        return failed + queued
+
+    def release_worker(self, worker_id: str, *, reason: str, refund: bool) -> int:
+        with self._write() as connection:
+            count = self._release(connection, worker_id, reason, refund)
+            connection.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+        return count
+
+    def release_jobs(self, worker_id: str, job_ids: Sequence[int]) -> int:
+        if not job_ids:
+            return 0
+        marks = ", ".join("?" * len(job_ids))
+        with self._write() as connection:
+            cursor = connection.execute(
+                "UPDATE jobs SET status = 'queued', attempts = MAX(attempts - 1, 0),"
+                " worker_id = NULL, started_at = NULL"
+                f" WHERE status = 'running' AND worker_id = ? AND id IN ({marks})",
+                (worker_id, *job_ids),
+            )
+        return cursor.rowcount
+
+    def reap(self, lease: float, host: str | None = None) -> list[str]:
+        now = time.time()
+        rows = self._read("SELECT id, pid, host, heartbeat_at FROM workers")
+        dead = []
+        for worker_id, pid, worker_host, heartbeat_at in rows:
+            if heartbeat_at < now - lease:
+                dead.append((worker_id, f"worker {worker_id} stopped heartbeating"))
+            elif host is not None and worker_host == host and not _pid_alive(pid):
+                dead.append((worker_id, f"worker process {pid} on {host} is gone"))
+        reaped = []
+        with self._write() as connection:
+            for worker_id, reason in dead:
+                # Re-check inside the lock: the worker may have heartbeated meanwhile.
+                row = connection.execute(
+                    "SELECT heartbeat_at, pid, host FROM workers WHERE id = ?", (worker_id,)
+                ).fetchone()
+                if row is None:
+                    continue
+                if row[0] >= now - lease and not (host == row[2] and not _pid_alive(row[1])):
+                    continue
+                self._release(connection, worker_id, reason, refund=False)
+                connection.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+                reaped.append(worker_id)
+            # Safety net: running jobs whose worker row is gone (and past the lease).
+            orphans = connection.execute(
+                "SELECT DISTINCT worker_id FROM jobs WHERE status = 'running'"
+                " AND started_at < ? AND worker_id NOT IN (SELECT id FROM workers)",
+                (now - lease,),
+            ).fetchall()
+            for (worker_id,) in orphans:
+                self._release(connection, worker_id, f"worker {worker_id} is gone", False)
+                reaped.append(worker_id)
+        return reaped
+
+    def workers(self) -> list[WorkerRecord]:
+        rows = self._read(
+            "SELECT w.id, w.pid, w.host, w.supervisor_pid, w.queues, w.threads, w.started_at,"
+            " w.heartbeat_at, (SELECT COUNT(*) FROM jobs j WHERE j.status = 'running'"
+            " AND j.worker_id = w.id) FROM workers w WHERE w.kind = 'worker'"
+            " ORDER BY w.started_at, w.id"
+        )
+        return [
+            WorkerRecord(
+                id=row[0], pid=row[1], host=row[2], supervisor_pid=row[3],
+                queues=_load(row[4]), threads=row[5], started_at=row[6],
+                heartbeat_at=row[7], running=row[8],
+            )
+            for row in rows
+        ]
+
+    # -- inspecting and managing jobs ------------------------------------------------------
+
+    @staticmethod
+    def _record(row: Sequence[Any]) -> JobRecord:
+        return JobRecord(
+            id=row[0], task=row[1], queue=row[2], status=row[3], priority=row[4],
+            attempts=row[5], max_attempts=row[6], args=json.loads(row[7]),
+            kwargs=json.loads(row[8]), result=_load(row[9]), error=_load(row[10]),
+            timeout=row[11], run_at=row[12], created_at=row[13], started_at=row[14],
+            finished_at=row[15], worker=row[16],
+        )
+
+    def get_job(self, job_id: int) -> JobRecord:
+        rows = self._read(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        if not rows:
+            raise JobNotFoundError(f"no job with id {job_id}")
+        return self._record(rows[0])
+
+    def job_statuses(self, job_ids: Sequence[int]) -> dict[int, str]:
+        statuses: dict[int, str] = {}
+        ids = list(job_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._read(f"SELECT id, status FROM jobs WHERE id IN ({marks})", chunk)
+            statuses.update({row[0]: row[1] for row in rows})
+        return statuses
+
+    def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 50,
+    ) -> list[JobRecord]:
+        clauses, parameters = [], []
+        for column, value in (("status", status), ("queue", queue), ("task", task)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                parameters.append(value)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._read(
+            f"SELECT {_JOB_COLUMNS} FROM jobs{where} ORDER BY id DESC LIMIT ?",
+            [*parameters, limit],
+        )
+        return [self._record(row) for row in rows]
+
+    def counts(self) -> dict[str, Any]:
+        rows = self._read("SELECT queue, status, COUNT(*) FROM jobs GROUP BY queue, status")
+        counts = dict.fromkeys(STATUSES, 0)
+        queues: dict[str, dict[str, int]] = {}
+        for queue, status, count in rows:
+            counts[status] += count
+            queues.setdefault(queue, dict.fromkeys(STATUSES, 0))[status] = count
+        return {"counts": counts, "queues": dict(sorted(queues.items()))}
+
+    def _status_of(self, connection: sqlite3.Connection, job_id: int) -> str:
+        row = connection.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFoundError(f"no job with id {job_id}")
+        return str(row[0])
+
+    def retry_job(self, job_id: int) -> None:
+        with self._write() as connection:
+            status = self._status_of(connection, job_id)
+            if status not in ("failed", "cancelled"):
+                raise InvalidStateError(
+                    f"job {job_id} is {status}; only failed or cancelled jobs can be retried"
+                )
+            connection.execute(
+                "UPDATE jobs SET status = 'queued', attempts = 0, run_at = ?, result = NULL,"
+                " started_at = NULL, finished_at = NULL, worker_id = NULL WHERE id = ?",
+                (time.time(), job_id),
+            )
+
+    def cancel_job(self, job_id: int) -> None:
+        with self._write() as connection:
+            status = self._status_of(connection, job_id)
+            if status not in ("queued", "scheduled"):
+                raise InvalidStateError(
+                    f"job {job_id} is {status}; only queued or scheduled jobs can be cancelled"
+                )
+            connection.execute(
+                "UPDATE jobs SET status = 'cancelled', finished_at = ? WHERE id = ?",
+                (time.time(), job_id),
+            )
+
+    def purge(self, statuses: Sequence[str], older_than: float) -> int:
+        marks = ", ".join("?" * len(statuses))
+        with self._write() as connection:
+            cursor = connection.execute(
+                f"DELETE FROM jobs WHERE status IN ({marks}) AND finished_at < ?",
+                (*statuses, time.time() - older_than),
+            )
+        return cursor.rowcount
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,211 @@
+"""Tasks: registered functions, their options, and argument checking against type hints."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from .errors import ArgumentError, ConfigurationError
+
+if TYPE_CHECKING:
+    from .app import JobQ
+    from .job import Job
+
+Callback = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """How a job of a task is queued and retried. Every field can be overridden per call."""
+
+    queue: str = "default"
+    priority: int = 0
+    max_attempts: int = 3
+    timeout: float | None = None
+    backoff: float = 1.0  # seconds before the first retry; doubles each attempt, jittered
+    max_backoff: float = 3600.0
+    delay: float | None = None  # seconds from now before the job may run
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.queue, str) or not self.queue:
+            raise ConfigurationError(f"queue must be a non-empty string, not {self.queue!r}")
+        if not isinstance(self.priority, int) or isinstance(self.priority, bool):
+            raise ConfigurationError(f"priority must be an integer, not {self.priority!r}")
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise ConfigurationError(f"max_attempts must be 1 or more, not {self.max_attempts!r}")
+        for name in ("timeout", "delay"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or value < 0):
+                raise ConfigurationError(f"{name} must be a number of seconds >= 0, not {value!r}")
+        if self.timeout is not None and self.timeout == 0:
+            raise ConfigurationError("timeout must be more than 0 seconds")
+        if self.backoff < 0 or self.max_backoff < 0:
+            raise ConfigurationError("backoff and max_backoff must be >= 0")
+
+
+def default_task_name(func: Callable[..., Any]) -> str:
+    """``module.qualname``; a script run as ``__main__`` is named after its file."""
+    module = func.__module__
+    if module in ("__main__", "__mp_main__"):
+        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+        module = Path(main_file).stem if main_file else module
+    return f"{module}.{func.__qualname__}"
+
+
+class Task:
+    """A function registered with an app. Call it directly, or ``submit`` it as a job."""
+
+    def __init__(
+        self,
+        app: JobQ,
+        func: Callable[..., Any],
+        *,
+        name: str | None = None,
+        options: TaskOptions,
+        on_success: Callback | None = None,
+        on_failure: Callback | None = None,
+    ) -> None:
+        self.app = app
+        self.func = func
+        self.name = name or default_task_name(func)
+        self.defaults = options
+        self.on_success = on_success
+        self.on_failure = on_failure
+        self.__doc__ = func.__doc__
+        self.__wrapped__ = func
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+    # -- argument checking -----------------------------------------------------------------
+
+    @cached_property
+    def _signature(self) -> inspect.Signature:
+        return inspect.signature(self.func)
+
+    @cached_property
+    def _adapters(self) -> dict[str, TypeAdapter[Any]]:
+        try:
+            hints = typing.get_type_hints(self.func)
+        except Exception:  # unresolvable forward references: validate nothing, bind only
+            hints = {}
+        hints.pop("return", None)
+        return {
+            name: TypeAdapter(hint) for name, hint in hints.items() if hint is not typing.Any
+        }
+
+    def bind(self, args: Iterable[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        """Check arguments against the signature and type hints; return the validated values.
+
+        Raises ArgumentError naming the parameter that does not fit.
+        """
+        try:
+            bound = self._signature.bind(*args, **kwargs)
+        except TypeError as error:
+            raise ArgumentError(f"arguments do not fit {self.name}: {error}") from None
+        adapters = self._adapters
+        if adapters:
+            parameters = self._signature.parameters
+            for name, value in bound.arguments.items():
+                adapter = adapters.get(name)
+                if adapter is None:
+                    continue
+                kind = parameters[name].kind
+                if kind is inspect.Parameter.VAR_POSITIONAL:
+                    value = tuple(self._check(adapter, name, item) for item in value)
+                elif kind is inspect.Parameter.VAR_KEYWORD:
+                    value = {key: self._check(adapter, name, item) for key, item in value.items()}
+                else:
+                    value = self._check(adapter, name, value)
+                bound.arguments[name] = value
+        return list(bound.args), dict(bound.kwargs)
+
+    def _check(self, adapter: TypeAdapter[Any], name: str, value: Any) -> Any:
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as error:
+            first = error.errors()[0]
+            raise ArgumentError(
+                f"argument {name!r} of {self.name}: {first['msg']} (got {value!r:.60})"
+            ) from None
+
+    def to_json_values(self, args: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        """Validated arguments in JSON form (datetimes as ISO text, models as dicts...)."""
+        adapters = self._adapters
+        if not adapters:
+            return args, kwargs
+        bound = self._signature.bind(*args, **kwargs)
+        parameters = self._signature.parameters
+        for name, value in bound.arguments.items():
+            adapter = adapters.get(name)
+            if adapter is None:
+                continue
+            kind = parameters[name].kind
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                value = tuple(adapter.dump_python(item, mode="json") for item in value)
+            elif kind is inspect.Parameter.VAR_KEYWORD:
+                value = {key: adapter.dump_python(item, mode="json") for key, item in value.items()}
+            else:
+                value = adapter.dump_python(value, mode="json")
+            bound.arguments[name] = value
+        return list(bound.args), dict(bound.kwargs)
+
+    # -- submitting ------------------------------------------------------------------------
+
+    def options(self, **overrides: Any) -> TaskCall:
+        """Override queue, priority, delay, max_attempts, timeout or backoff for some calls."""
+        return TaskCall(self, self.defaults).options(**overrides)
+
+    def submit(self, *args: Any, **kwargs: Any) -> Job:
+        return TaskCall(self, self.defaults).submit(*args, **kwargs)
+
+    def submit_many(self, calls: Iterable[Any]) -> list[Job]:
+        return TaskCall(self, self.defaults).submit_many(calls)
+
+
+class TaskCall:
+    """A task with per-call options, made by ``Task.options``."""
+
+    def __init__(self, task: Task, options: TaskOptions) -> None:
+        self.task = task
+        self.settings = options
+
+    def options(self, **overrides: Any) -> TaskCall:
+        unknown = set(overrides) - set(TaskOptions.__dataclass_fields__)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown option(s) {', '.join(sorted(unknown))} for {self.task.name}"
+            )
+        return TaskCall(self.task, replace(self.settings, **overrides))
+
+    def submit(self, *args: Any, **kwargs: Any) -> Job:
+        return self.task.app._submit_checked(self.task, [(list(args), kwargs)], self.settings)[0]
+
+    def submit_many(self, calls: Iterable[Any]) -> list[Job]:
+        """Submit many jobs in one transaction.
+
+        Each call is a tuple or list of positional arguments, or a dict of keyword arguments.
+        """
+        pairs: list[tuple[list[Any], dict[str, Any]]] = []
+        for index, call in enumerate(calls):
+            if isinstance(call, dict):
+                pairs.append(([], call))
+            elif isinstance(call, (list, tuple)):
+                pairs.append((list(call), {}))
+            else:
+                raise ArgumentError(
+                    f"submit_many item {index} is a {type(call).__name__}; "
+                    "give a tuple of arguments or a dict of keyword arguments"
+                )
+        return self.task.app._submit_checked(self.task, pairs, self.settings)

@@ -1,0 +1,128 @@
+"""The completer: records outcomes in batched, fenced transactions, then runs callbacks.
+
+Executor threads hand each outcome over with ``submit`` (the completion callback of the
+blog's ``apply_async``); one completer thread writes whatever has piled up in a single
+transaction. Under load, outcomes pile up while the previous batch commits, so batches grow
+by themselves; when idle, a lone outcome is written at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..context import JobContext
+from ..errors import DatabaseError
+from ..models import ClaimedJob, Outcome
+from ..store import Store
+from ..tasks import Task
+from .execute import describe
+
+log = logging.getLogger("jobq.worker")
+
+MAX_BATCH = 500  # outcomes per transaction
+_STOP = object()
+
+
+class Completer:
+    def __init__(
+        self,
+        store: Store,
+        tasks: Mapping[str, Task],
+        on_recorded: Callable[[int], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.tasks = tasks
+        self.on_recorded = on_recorded
+        self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="jobq-completer", daemon=True)
+        self.recorded = 0
+        self.ignored = 0
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def submit(self, outcome: Outcome, job: ClaimedJob) -> None:
+        self.inbox.put((outcome, job))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until everything submitted so far is recorded."""
+        done = threading.Event()
+        self.inbox.put(done)
+        return done.wait(timeout)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Record what is pending, then end the thread."""
+        self.inbox.put(_STOP)
+        self.thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self.inbox.get()
+            batch: list[tuple[Outcome, ClaimedJob]] = []
+            markers: list[threading.Event] = []
+            stop = False
+            while True:
+                if item is _STOP:
+                    stop = True
+                elif isinstance(item, threading.Event):
+                    markers.append(item)
+                else:
+                    batch.append(item)
+                if stop or len(batch) >= MAX_BATCH:
+                    break
+                try:
+                    item = self.inbox.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._record(batch)
+            for marker in markers:
+                marker.set()
+            if stop:
+                return
+
+    def _record(self, batch: list[tuple[Outcome, ClaimedJob]]) -> None:
+        pause = 0.05
+        while True:
+            try:
+                applied = self.store.complete([outcome for outcome, _ in batch])
+                break
+            except DatabaseError as error:
+                # Keep the outcomes: they are recorded once the database takes writes again.
+                log.warning("could not record %d outcomes, retrying: %s", len(batch), error)
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+        for (outcome, job), ok in zip(batch, applied):
+            if not ok:
+                self.ignored += 1
+                log.warning(
+                    "job %s was taken from worker %s; its late %s outcome changed nothing",
+                    outcome.job_id, outcome.worker_id, outcome.status,
+                )
+                continue
+            self.recorded += 1
+            if outcome.status in ("succeeded", "failed"):
+                self._callback(outcome, job)
+        if self.on_recorded is not None:
+            self.on_recorded(len(batch))
+
+    def _callback(self, outcome: Outcome, job: ClaimedJob) -> None:
+        task = self.tasks.get(job.task)
+        if task is None:
+            return
+        callback = task.on_success if outcome.status == "succeeded" else task.on_failure
+        if callback is None:
+            return
+        context = JobContext(
+            job.id, job.task, job.queue, job.attempts, job.max_attempts, outcome.worker_id
+        )
+        argument = outcome.extra if outcome.status == "succeeded" else describe(outcome)
+        try:
+            callback(context, argument)
+        except Exception:
+            log.exception("the %s callback of job %s raised; the outcome stands", task.name, job.id)

@@ -1,0 +1,93 @@
+"""Running one claimed job and turning what happened into an Outcome."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+from ..context import JobContext, set_current_job
+from ..errors import ArgumentError, JobTimeout, PayloadError, Retry
+from ..models import ClaimedJob, Outcome
+from ..payload import encode
+from ..tasks import Task
+
+
+def error_json(kind: str, message: str, trace: str | None = None) -> str:
+    return json.dumps({"type": kind, "message": message, "traceback": trace})
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with jitter: base * 2^(attempt-1), between half and all of it."""
+    delay = min(cap, base * (2 ** max(attempt - 1, 0)))
+    return delay * random.uniform(0.5, 1.0)
+
+
+def failure(job: ClaimedJob, worker_id: str, error: str, *, retry_at: float | None) -> Outcome:
+    """A failed attempt: retried at ``retry_at`` while attempts remain, else final."""
+    now = time.time()
+    if retry_at is not None and job.attempts < job.max_attempts:
+        return Outcome(job.id, worker_id, job.attempts, "scheduled", error=error, run_at=retry_at, finished_at=now)
+    return Outcome(job.id, worker_id, job.attempts, "failed", error=error, finished_at=now)
+
+
+def timeout_outcome(job: ClaimedJob, worker_id: str, task: Task | None) -> Outcome:
+    error = error_json(
+        JobTimeout.__name__, f"job {job.id} ran longer than its timeout of {job.timeout} s"
+    )
+    retry_at = _retry_at(job, task, None)
+    return failure(job, worker_id, error, retry_at=retry_at)
+
+
+def _retry_at(job: ClaimedJob, task: Task | None, delay: float | None) -> float:
+    if delay is None:
+        base, cap = (task.defaults.backoff, task.defaults.max_backoff) if task else (1.0, 3600.0)
+        delay = backoff_delay(job.attempts, base, cap)
+    return time.time() + max(delay, 0.0)
+
+
+def execute(tasks: Mapping[str, Task], job: ClaimedJob, worker_id: str) -> Outcome:
+    """Run ``job`` in this thread. Never raises: every end is an Outcome.
+
+    Errors that cannot get better on retry (unknown task, arguments that do not fit, a result
+    that is not JSON) end the job ``failed`` at once.
+    """
+    task = tasks.get(job.task)
+    if task is None:
+        message = f"task {job.task!r} is not registered with this worker's app"
+        return failure(job, worker_id, error_json("UnknownTaskError", message), retry_at=None)
+    try:
+        args, kwargs = task.bind(json.loads(job.args), json.loads(job.kwargs))
+    except ArgumentError as error:
+        return failure(job, worker_id, error_json("ArgumentError", str(error)), retry_at=None)
+    set_current_job(
+        JobContext(job.id, job.task, job.queue, job.attempts, job.max_attempts, worker_id)
+    )
+    try:
+        value = task.func(*args, **kwargs)
+    except Retry as retry:
+        error = error_json("Retry", str(retry))
+        return failure(job, worker_id, error, retry_at=_retry_at(job, task, retry.delay))
+    except BaseException as error:  # a task's SystemExit is a failure too, not our exit
+        outcome = failure(
+            job, worker_id,
+            error_json(type(error).__name__, str(error), traceback.format_exc()),
+            retry_at=_retry_at(job, task, None),
+        )
+        outcome.extra = error
+        return outcome
+    finally:
+        set_current_job(None)
+    try:
+        result = encode(value, "the result")
+    except PayloadError as error:
+        return failure(job, worker_id, error_json("PayloadError", str(error)), retry_at=None)
+    return Outcome(job.id, worker_id, job.attempts, "succeeded", result=result, finished_at=time.time(), extra=value)
+
+
+def describe(outcome: Outcome) -> dict[str, Any]:
+    """The error of an outcome as a dict (for on_failure callbacks)."""
+    return json.loads(outcome.error) if outcome.error else {}

@@ -1,0 +1,315 @@
+"""One worker process: a producer thread, M consumer threads and a completer.
+
+The fetcher (producer) claims jobs in batches, never more than there are idle executor
+threads, into a bounded ``queue.Queue``; executors (consumers) run them and hand each outcome
+to the completer; the main thread watches timeouts and signals.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..errors import DatabaseError
+from ..models import ClaimedJob
+from ..store import Store, open_store
+from ..tasks import Task
+from .completer import Completer
+from .execute import execute, timeout_outcome
+from .settings import EXIT_OK, EXIT_RECYCLE, WorkerSettings
+
+log = logging.getLogger("jobq.worker")
+HOST = socket.gethostname()
+
+
+class WorkerProcess:
+    """Runs jobs in threads of the current process until stopped.
+
+    ``child=True`` means this process belongs to a supervisor: a job timeout recycles the
+    whole process (exit code EXIT_RECYCLE). ``child=False`` (``procs=0``) runs inside the
+    caller's process, which must never be exited: a timed-out job's thread is abandoned and
+    replaced instead.
+    """
+
+    def __init__(
+        self,
+        tasks: Mapping[str, Task],
+        settings: WorkerSettings,
+        worker_id: str,
+        *,
+        child: bool = False,
+        supervisor_pid: int | None = None,
+        pulse: Callable[[], None] | None = None,
+    ) -> None:
+        self.tasks = tasks
+        self.settings = settings
+        self.worker_id = worker_id
+        self.child = child
+        self.supervisor_pid = supervisor_pid
+        self.pulse = pulse
+        self.store: Store | None = None
+        self.inbox: queue.Queue[ClaimedJob | None] = queue.Queue(maxsize=settings.threads)
+        self.slots = threading.Semaphore(settings.threads)
+        self.lock = threading.Lock()
+        # (job id, attempt) -> (job, monotonic deadline or None); guarded by self.lock
+        self.active: dict[tuple[int, int], tuple[ClaimedJob, float | None]] = {}
+        self.abandoned: set[tuple[int, int]] = set()
+        self.in_flight = 0  # jobs claimed and not yet handed to the completer
+        self.stopping = threading.Event()  # stop claiming
+        self.finished = threading.Event()  # everything is over; background threads end
+        self.stop_requests = 0
+        self.executors: list[threading.Thread] = []
+        self.completer: Completer | None = None
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def request_stop(self, *_: Any) -> None:
+        """Graceful stop (SIGTERM): stop claiming, let running jobs finish within the grace."""
+        self.stop_requests += 1
+        self.stopping.set()
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        if self.child:
+            # Ctrl-C reaches the whole process group; the supervisor decides for its children.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        else:
+            signal.signal(signal.SIGINT, self.request_stop)
+
+    def run(self) -> int:
+        settings = self.settings
+        self.store = store = open_store(settings.database)
+        store.register_worker(
+            self.worker_id, kind="worker", pid=os.getpid(), host=HOST,
+            supervisor_pid=self.supervisor_pid, queues=settings.queues, threads=settings.threads,
+        )
+        self.completer = Completer(store, self.tasks)
+        self.completer.start()
+        for _ in range(settings.threads):
+            self._start_executor()
+        fetcher = threading.Thread(target=self._fetch_loop, name="jobq-fetcher", daemon=True)
+        fetcher.start()
+        heart = threading.Thread(target=self._heartbeat_loop, name="jobq-heartbeat", daemon=True)
+        heart.start()
+        log.info(
+            "worker %s started: %d threads, queues %s",
+            self.worker_id, settings.threads, ",".join(settings.queues or ("*",)),
+        )
+        deadline: float | None = None
+        forced = False
+        while True:
+            self._check_timeouts()
+            if self.stopping.is_set():
+                if deadline is None:
+                    deadline = time.monotonic() + settings.grace
+                with self.lock:
+                    idle = self.in_flight == 0
+                if idle and not fetcher.is_alive():
+                    break
+                if self.stop_requests > 1 or time.monotonic() >= deadline:
+                    forced = True
+                    break
+            self.finished.wait(0.02)
+        return self._shut_down(forced, fetcher)
+
+    def _shut_down(self, forced: bool, fetcher: threading.Thread) -> int:
+        assert self.store is not None and self.completer is not None
+        fetcher.join(timeout=5)
+        if not forced:
+            for _ in self.executors:
+                self.inbox.put(None)
+        self.completer.stop(timeout=30)
+        # Anything still running was cut short by us, not by the job: queue it again, and the
+        # attempt does not count.
+        released = self.store.release_worker(
+            self.worker_id, reason="worker stopped before the job finished", refund=True
+        )
+        self.finished.set()
+        if forced:
+            log.warning("worker %s stopped at once; %d running jobs queued again",
+                        self.worker_id, released)
+        else:
+            log.info("worker %s stopped", self.worker_id)
+        self.store.close()
+        return EXIT_OK
+
+    # -- producer ----------------------------------------------------------------------------
+
+    def _fetch_loop(self) -> None:
+        settings = self.settings
+        store = self.store
+        assert store is not None and self.completer is not None
+        pause = 0.05
+        while not self.stopping.is_set():
+            if not self.slots.acquire(timeout=0.05):
+                continue
+            free = 1
+            while free < settings.batch and self.slots.acquire(blocking=False):
+                free += 1
+            store.changed()  # the baseline: any commit after this wakes an idle wait
+            try:
+                jobs = store.claim(self.worker_id, settings.queues, free)
+                pause = 0.05
+            except DatabaseError as error:
+                for _ in range(free):
+                    self.slots.release()
+                log.warning("claim failed, retrying: %s", error)
+                self.stopping.wait(pause)
+                pause = min(pause * 2, 2.0)
+                continue
+            for _ in range(free - len(jobs)):
+                self.slots.release()
+            if jobs:
+                with self.lock:
+                    self.in_flight += len(jobs)
+                for job in jobs:
+                    self.inbox.put(job)
+                continue
+            if settings.burst and self._drained():
+                log.info("worker %s: no runnable job left (burst)", self.worker_id)
+                self.stopping.set()
+                break
+            self._wait_for_work()
+        self._hand_back_prefetched()
+
+    def _drained(self) -> bool:
+        """Burst mode: nothing in flight here, outcomes recorded, nothing runnable."""
+        assert self.store is not None and self.completer is not None
+        with self.lock:
+            if self.in_flight:
+                return False
+        self.completer.flush()
+        return self.store.runnable_count(self.settings.queues) == 0
+
+    def _wait_for_work(self) -> None:
+        """Sleep until another connection commits, a scheduled job comes due, or the backstop."""
+        settings = self.settings
+        store = self.store
+        assert store is not None
+        now = time.monotonic()
+        wake_at = now + settings.backstop
+        next_run = store.next_run_at(settings.queues)
+        if next_run is not None:
+            wake_at = min(wake_at, now + max(next_run - time.time(), settings.poll))
+        while not self.stopping.is_set():
+            if store.changed():
+                return
+            if time.monotonic() >= wake_at:
+                return
+            self.stopping.wait(settings.poll)
+
+    def _hand_back_prefetched(self) -> None:
+        assert self.store is not None
+        returned: list[int] = []
+        while True:
+            try:
+                job = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                returned.append(job.id)
+        if returned:
+            self.store.release_jobs(self.worker_id, returned)
+            with self.lock:
+                self.in_flight -= len(returned)
+            for _ in returned:
+                self.slots.release()
+            log.info("worker %s handed back %d prefetched jobs", self.worker_id, len(returned))
+
+    # -- consumers -------------------------------------------------------------------------
+
+    def _start_executor(self) -> None:
+        thread = threading.Thread(
+            target=self._execute_loop, name=f"jobq-executor-{len(self.executors)}", daemon=True
+        )
+        self.executors.append(thread)
+        thread.start()
+
+    def _execute_loop(self) -> None:
+        completer = self.completer
+        assert completer is not None
+        while True:
+            job = self.inbox.get()
+            if job is None:
+                return
+            deadline = time.monotonic() + job.timeout if job.timeout else None
+            key = (job.id, job.attempts)
+            with self.lock:
+                self.active[key] = (job, deadline)
+            outcome = execute(self.tasks, job, self.worker_id)
+            with self.lock:
+                self.active.pop(key, None)
+                abandoned = key in self.abandoned
+                self.abandoned.discard(key)
+                if not abandoned:
+                    self.in_flight -= 1
+            if abandoned:
+                # Timed out and already recorded; a fresh thread took this one's place.
+                log.warning("job %s finished after its timeout; outcome discarded", job.id)
+                return
+            completer.submit(outcome, job)
+            self.slots.release()
+
+    # -- watchdogs -------------------------------------------------------------------------
+
+    def _check_timeouts(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            expired = [job for job, deadline in self.active.values()
+                       if deadline is not None and deadline <= now]
+            if not expired:
+                return
+            for job in expired:
+                del self.active[(job.id, job.attempts)]
+                self.abandoned.add((job.id, job.attempts))
+                self.in_flight -= 1
+        assert self.store is not None and self.completer is not None
+        for job in expired:
+            log.warning("job %s ran past its timeout of %s s", job.id, job.timeout)
+            self.completer.submit(timeout_outcome(job, self.worker_id, self.tasks.get(job.task)), job)
+        if not self.child:
+            for _ in expired:
+                self._start_executor()
+                self.slots.release()
+            return
+        # A thread cannot be killed: recycle the process. Record the timeouts, queue the
+        # other running jobs again without counting their attempt, and exit.
+        self.stopping.set()
+        self.completer.flush(timeout=30)
+        self.store.release_worker(
+            self.worker_id, reason="worker recycled after another job's timeout", refund=True
+        )
+        log.warning("worker %s recycles its process after a job timeout", self.worker_id)
+        os._exit(EXIT_RECYCLE)
+
+    def _heartbeat_loop(self) -> None:
+        settings = self.settings
+        store = self.store
+        assert store is not None
+        next_reap = time.monotonic() + settings.lease / 2
+        while not self.finished.wait(settings.heartbeat):
+            if self.pulse is not None:
+                self.pulse()
+            try:
+                if not store.heartbeat(self.worker_id):
+                    # We were presumed dead and our jobs queued again; carry on as a new worker.
+                    log.warning("worker %s was reaped; registering again", self.worker_id)
+                    store.register_worker(
+                        self.worker_id, kind="worker", pid=os.getpid(), host=HOST,
+                        supervisor_pid=self.supervisor_pid, queues=settings.queues,
+                        threads=settings.threads,
+                    )
+                if time.monotonic() >= next_reap:
+                    next_reap = time.monotonic() + settings.lease / 2
+                    reaped = store.reap(settings.lease, host=HOST)
+                    if reaped:
+                        log.warning("recovered the jobs of dead workers: %s", ", ".join(reaped))
+            except DatabaseError as error:
+                log.warning("heartbeat failed: %s", error)

@@ -1,0 +1,46 @@
+"""Worker settings, shared by the supervisor and its worker processes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..errors import ConfigurationError
+
+# Exit codes of a worker process, read by the supervisor.
+EXIT_OK = 0
+EXIT_RECYCLE = 75  # stopped itself after a job timeout; restart at once, no backoff
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    database: str
+    procs: int = 0
+    threads: int = 4
+    queues: tuple[str, ...] | None = None
+    burst: bool = False
+    grace: float = 30.0  # seconds running jobs get to finish after SIGTERM
+    # A worker's heartbeat refreshes its lease; a worker silent for `lease` seconds is presumed
+    # dead and its jobs are queued again. The heartbeat runs every lease / 10 seconds.
+    lease: float = 20.0
+    batch: int = 32  # most jobs claimed in one transaction (never more than free threads)
+    poll: float = 0.001  # seconds between PRAGMA data_version checks while idle
+    backstop: float = 1.0  # seconds between full claim attempts while idle, whatever changed
+
+    def __post_init__(self) -> None:
+        if self.procs < 0:
+            raise ConfigurationError(f"procs must be 0 or more, not {self.procs}")
+        if self.threads < 1:
+            raise ConfigurationError(f"threads must be 1 or more, not {self.threads}")
+        if self.grace < 0:
+            raise ConfigurationError(f"grace must be 0 or more seconds, not {self.grace}")
+        if self.lease <= 0:
+            raise ConfigurationError(f"lease must be more than 0 seconds, not {self.lease}")
+        if self.queues is not None and not all(self.queues):
+            raise ConfigurationError("queue names must not be empty")
+
+    @property
+    def heartbeat(self) -> float:
+        return self.lease / 10
+
+    def with_lease(self, lease: float) -> WorkerSettings:
+        return replace(self, lease=lease)

@@ -1,0 +1,293 @@
+"""The supervisor: keeps N worker processes alive, and loses no job when one dies.
+
+It is the blog's ``Pool(5)`` made durable: children are forked (no pickling: they inherit
+the app's task registry), watched through their sentinels, and restarted with backoff when
+they keep dying. A dead child's jobs are queued again at once. Children get SIGKILL from the
+kernel if the supervisor dies (PR_SET_PDEATHSIG), so they never outlive it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import os
+import secrets
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from typing import Any
+
+from ..errors import DatabaseError
+from ..store import Store, open_store
+from ..tasks import Task
+from .process import HOST, WorkerProcess
+from .settings import EXIT_OK, EXIT_RECYCLE, WorkerSettings
+
+log = logging.getLogger("jobq.supervisor")
+
+_PR_SET_PDEATHSIG = 1
+QUICK_DEATH = 10.0  # seconds: a child that dies sooner than this counts toward backoff
+MAX_RESTART_DELAY = 30.0
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the pulse check still catches orphans
+        pass
+
+
+def _child_main(
+    tasks: Mapping[str, Task],
+    settings: WorkerSettings,
+    worker_id: str,
+    supervisor_pid: int,
+    pulse: Any,
+) -> None:
+    _die_with_parent()
+    if os.getppid() != supervisor_pid:  # the supervisor died before prctl took effect
+        os._exit(1)
+
+    def beat() -> None:
+        pulse.value = time.monotonic()
+
+    worker = WorkerProcess(
+        tasks, settings, worker_id, child=True, supervisor_pid=supervisor_pid, pulse=beat
+    )
+    worker.install_signals()
+    try:
+        code = worker.run()
+    except BaseException:
+        log.exception("worker %s crashed", worker_id)
+        code = 1
+    logging.shutdown()
+    os._exit(code)
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+@dataclass
+class Child:
+    slot: int
+    process: Any = None
+    worker_id: str = ""
+    started: float = 0.0
+    pulse: Any = None
+    failures: int = 0
+    restart_at: float | None = 0.0  # monotonic time to (re)start; None: stays down
+    done: bool = False  # burst finished, or stopping
+    exit_codes: list[int] = field(default_factory=list)
+
+
+class Supervisor:
+    def __init__(self, tasks: Mapping[str, Task], settings: WorkerSettings) -> None:
+        self.tasks = tasks
+        self.settings = settings
+        self.context = multiprocessing.get_context("fork")
+        self.children = [Child(slot) for slot in range(settings.procs)]
+        self.signals = 0
+        self.stopping = False
+        self.stop_deadline = 0.0
+        self.id = f"{HOST}/{os.getpid()}/supervisor-{secrets.token_hex(3)}"
+        self.store: Store | None = None
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.signals += 1
+
+    def run(self) -> int:
+        settings = self.settings
+        self.store = store = open_store(settings.database)
+        store.register_worker(
+            self.id, kind="supervisor", pid=os.getpid(), host=HOST, supervisor_pid=None,
+            queues=settings.queues, threads=0,
+        )
+        reaped = store.reap(settings.lease, host=HOST)
+        if reaped:
+            log.warning("recovered the jobs of %d dead workers: %s", len(reaped), ", ".join(reaped))
+        previous = {
+            signum: signal.signal(signum, self._on_signal)
+            for signum in (signal.SIGTERM, signal.SIGINT)
+        }
+        log.info("supervisor %d starting %d worker processes", os.getpid(), settings.procs)
+        try:
+            self._loop()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            try:
+                store.release_worker(self.id, reason="supervisor stopped", refund=True)
+            except DatabaseError as error:
+                log.warning("could not unregister the supervisor: %s", error)
+            store.close()
+        log.info("supervisor %d stopped", os.getpid())
+        return EXIT_OK
+
+    def _loop(self) -> None:
+        settings = self.settings
+        assert self.store is not None
+        next_beat = next_reap = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if self.signals and not self.stopping:
+                self._begin_stop()
+            if self.stopping and (self.signals > 1 or now >= self.stop_deadline):
+                self._kill_all()
+                return
+            for child in self.children:
+                if child.process is not None and child.process.exitcode is not None:
+                    self._on_exit(child)
+            if self.stopping or (settings.burst and all(child.done for child in self.children)):
+                if all(child.process is None for child in self.children):
+                    if self.stopping or not self._restart_for_burst():
+                        return
+            if not self.stopping:
+                self._start_due(now)
+                self._check_pulses(now)
+            if now >= next_beat:
+                next_beat = now + settings.heartbeat
+                self._maintain(now >= next_reap)
+                if now >= next_reap:
+                    next_reap = now + settings.lease / 2
+            sentinels = [child.process.sentinel for child in self.children if child.process]
+            if sentinels:
+                wait(sentinels, timeout=0.1)
+            else:
+                time.sleep(0.05)
+
+    # -- children --------------------------------------------------------------------------
+
+    def _spawn(self, child: Child) -> None:
+        assert self.store is not None
+        child.worker_id = f"{HOST}/{os.getpid()}.{child.slot}-{secrets.token_hex(3)}"
+        child.pulse = self.context.RawValue("d", time.monotonic())
+        # No database connection may cross a fork: close ours; it reopens on next use.
+        self.store.close()
+        process = self.context.Process(
+            target=_child_main,
+            args=(self.tasks, self.settings, child.worker_id, os.getpid(), child.pulse),
+            name=f"jobq-worker-{child.slot}",
+        )
+        process.start()
+        child.process = process
+        child.started = time.monotonic()
+        child.restart_at = None
+        log.info("started worker process %d (%s)", process.pid, child.worker_id)
+
+    def _start_due(self, now: float) -> None:
+        for child in self.children:
+            if child.process is None and not child.done and child.restart_at is not None:
+                if now >= child.restart_at:
+                    self._spawn(child)
+
+    def _on_exit(self, child: Child) -> None:
+        assert self.store is not None
+        process = child.process
+        code = process.exitcode
+        process.join()
+        child.process = None
+        clean = code in (EXIT_OK, EXIT_RECYCLE)
+        reason = f"worker process {process.pid} died ({describe_exit(code)})"
+        released = self._release(child.worker_id, reason, refund=clean)
+        if not clean:
+            log.warning("%s; %d of its jobs queued again", reason, released)
+        if self.stopping or (self.settings.burst and code == EXIT_OK):
+            child.done = True
+            return
+        lived = time.monotonic() - child.started
+        if code == EXIT_RECYCLE:
+            child.failures = 0
+            delay = 0.0
+        else:
+            child.failures = child.failures + 1 if lived < QUICK_DEATH else 1
+            delay = 0.0 if child.failures <= 1 else min(
+                0.25 * 2 ** (child.failures - 2), MAX_RESTART_DELAY
+            )
+        if delay:
+            log.warning("worker slot %d keeps dying; restarting in %.1f s", child.slot, delay)
+        child.restart_at = time.monotonic() + delay
+
+    def _release(self, worker_id: str, reason: str, refund: bool) -> int:
+        assert self.store is not None
+        pause = 0.05
+        for _ in range(50):
+            try:
+                return self.store.release_worker(worker_id, reason=reason, refund=refund)
+            except DatabaseError as error:
+                log.warning("could not release the jobs of %s yet: %s", worker_id, error)
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+        return 0  # the lease recovers them later
+
+    def _restart_for_burst(self) -> bool:
+        """Burst: every child finished. Start again if jobs became runnable meanwhile
+        (for example released by a child that died)."""
+        assert self.store is not None
+        if self.store.runnable_count(self.settings.queues) == 0:
+            return False
+        for child in self.children:
+            child.done = False
+            child.restart_at = time.monotonic()
+        return True
+
+    def _check_pulses(self, now: float) -> None:
+        """A child whose heartbeat thread has not run for a whole lease is stuck (a task
+        holding the GIL in C code, say): kill it so its jobs are recovered."""
+        for child in self.children:
+            if child.process is None or child.pulse is None:
+                continue
+            if now - child.pulse.value > self.settings.lease:
+                log.warning("worker process %d is unresponsive; killing it", child.process.pid)
+                child.pulse.value = now  # kill once
+                self._signal(child, signal.SIGKILL)
+
+    def _maintain(self, reap: bool) -> None:
+        assert self.store is not None
+        try:
+            self.store.heartbeat(self.id)
+            if reap:
+                reaped = self.store.reap(self.settings.lease, host=HOST)
+                if reaped:
+                    log.warning("recovered the jobs of dead workers: %s", ", ".join(reaped))
+        except DatabaseError as error:
+            log.warning("supervisor maintenance failed: %s", error)
+
+    # -- stopping --------------------------------------------------------------------------
+
+    def _signal(self, child: Child, signum: int) -> None:
+        if child.process is not None and child.process.pid:
+            try:
+                os.kill(child.process.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def _begin_stop(self) -> None:
+        self.stopping = True
+        self.stop_deadline = time.monotonic() + self.settings.grace + 5.0
+        log.info("stopping: running jobs get %.0f s to finish (signal again to stop now)",
+                 self.settings.grace)
+        for child in self.children:
+            child.done = True
+            self._signal(child, signal.SIGTERM)
+
+    def _kill_all(self) -> None:
+        log.warning("stopping now: killing worker processes; their jobs are queued again")
+        for child in self.children:
+            self._signal(child, signal.SIGKILL)
+        for child in self.children:
+            if child.process is not None:
+                child.process.join(timeout=5)
+                self._release(child.worker_id, "worker stopped by the supervisor", refund=True)
+                child.process = None
