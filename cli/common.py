@@ -1,0 +1,124 @@
+"""What every command shares: finding the database and the app, parsing values, output."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import sys
+from typing import Any
+
+import click
+
+from jobq import JobQ
+from jobq.errors import ConfigurationError, JobQError
+from jobq.store import DEFAULT_DATABASE, Store, open_store
+
+DB_HELP = "Database: a path or sqlite:///path?synchronous=full URL. [env JOBQ_DB; default ./jobq.db]"
+APP_HELP = "The app as MODULE:ATTR (ATTR defaults to 'app'). [env JOBQ_APP]"
+
+db_option = click.option("--db", "database", envvar="JOBQ_DB", metavar="PATH|URL", help=DB_HELP)
+app_option = click.option("--app", "app_spec", envvar="JOBQ_APP", metavar="MODULE:ATTR", help=APP_HELP)
+
+
+class JobQGroup(click.Group):
+    """Turns the library's errors into one clear line and a non-zero exit, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except JobQError as error:
+            raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+def load_app(spec: str) -> JobQ:
+    """Import ``module:attr`` (the current directory is importable) and return the JobQ."""
+    module_name, _, attribute = spec.partition(":")
+    attribute = attribute or "app"
+    if not module_name or not re.fullmatch(r"[\w.]+", module_name):
+        raise ConfigurationError(f"bad --app {spec!r}: expected MODULE:ATTR, like tasks:app")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name and module_name.startswith(error.name):
+            raise ConfigurationError(
+                f"cannot import {module_name!r} (from --app {spec}): no such module here"
+            ) from None
+        raise ConfigurationError(f"importing {module_name!r} failed: {error}") from None
+    except Exception as error:
+        raise ConfigurationError(
+            f"importing {module_name!r} failed: {type(error).__name__}: {error}"
+        ) from None
+    app = getattr(module, attribute, None)
+    if app is None:
+        raise ConfigurationError(f"module {module_name!r} has no attribute {attribute!r}")
+    if not isinstance(app, JobQ):
+        raise ConfigurationError(
+            f"{spec} is a {type(app).__name__}, not a jobq.JobQ app"
+        )
+    return app
+
+
+def database_of(ctx: click.Context, database: str | None) -> str | None:
+    """A command's own --db, else the global one (both read JOBQ_DB)."""
+    return database or (ctx.obj or {}).get("database")
+
+
+def open_store_of(ctx: click.Context, database: str | None) -> Store:
+    """The store for a read or manage command; a missing database file is an error."""
+    return open_store(database_of(ctx, database) or os.environ.get("JOBQ_DB") or DEFAULT_DATABASE,
+                      create=False)
+
+
+def open_app(database: str | None, app_spec: str | None = None) -> JobQ:
+    """The app to work with: the one named by --app, or a bare one; --db wins over the app's."""
+    if app_spec:
+        app = load_app(app_spec)
+        if database:
+            app.use_database(database)
+        return app
+    return JobQ(database) if database else JobQ()
+
+
+def parse_argument(text: str) -> Any:
+    """A command-line job argument: JSON when it parses as JSON, else the text itself."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_json_object(text: str, option: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(f"not valid JSON: {error}", param_hint=option) from None
+    if not isinstance(value, dict):
+        raise click.BadParameter("must be a JSON object like '{\"x\": 1}'", param_hint=option)
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ConfigurationError(f"{name} is not valid JSON (JSON has no NaN or Infinity)")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``12h``, ``7d``, ``2w`` to seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise click.BadParameter(f"{text!r} is not a duration like 30s, 15m, 12h or 7d")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=False, default=str))

@@ -1,0 +1,41 @@
+"""The ``jobq`` command group."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+import jobq
+
+from . import demo, manage, show, submit, worker
+from .common import JobQGroup, db_option
+
+
+@click.group(cls=JobQGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@db_option
+@click.option(
+    "--log-level", default="info", show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    help="How much the worker logs to stderr.",
+)
+@click.version_option(jobq.__version__, prog_name="jobq")
+@click.pass_context
+def cli(ctx: click.Context, database: str | None, log_level: str) -> None:
+    """jobq: a durable job queue. Submit jobs, run workers, watch them."""
+    ctx.ensure_object(dict)
+    ctx.obj["database"] = database
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+for command in (
+    submit.submit, worker.worker, show.status, show.list_jobs,
+    manage.retry, manage.cancel, manage.purge, demo.demo,
+):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="jobq")

@@ -1,0 +1,43 @@
+"""``jobq retry``, ``jobq cancel``, ``jobq purge``."""
+
+from __future__ import annotations
+
+import click
+
+from jobq.models import TERMINAL
+
+from .common import db_option, open_store_of, parse_duration
+
+
+@click.command()
+@click.argument("job_id", type=int)
+@db_option
+@click.pass_context
+def retry(ctx: click.Context, job_id: int, database: str | None) -> None:
+    """Queue a failed or cancelled job again, with fresh attempts."""
+    open_store_of(ctx, database).retry_job(job_id)
+    click.echo(f"job {job_id} queued again")
+
+
+@click.command()
+@click.argument("job_id", type=int)
+@db_option
+@click.pass_context
+def cancel(ctx: click.Context, job_id: int, database: str | None) -> None:
+    """Cancel a queued or scheduled job."""
+    open_store_of(ctx, database).cancel_job(job_id)
+    click.echo(f"job {job_id} cancelled")
+
+
+@click.command()
+@click.option("--status", "statuses", multiple=True, type=click.Choice(TERMINAL),
+              default=("succeeded",), show_default=True, help="Which finished jobs (repeatable).")
+@click.option("--older-than", "older_than", default="7d", show_default=True,
+              metavar="DURATION", help="Finished longer ago than this: 30s, 15m, 12h, 7d, 2w.")
+@db_option
+@click.pass_context
+def purge(ctx: click.Context, statuses: tuple[str, ...], older_than: str, database: str | None) -> None:
+    """Delete finished jobs."""
+    seconds = parse_duration(older_than)
+    count = open_store_of(ctx, database).purge(statuses, seconds)
+    click.echo(f"purged {count} jobs")

@@ -1,0 +1,133 @@
+"""``jobq status`` and ``jobq list``: what is queued, running and done."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from jobq.models import STATUSES, JobRecord
+
+from .common import db_option, emit_json, open_store_of
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(timestamp).isoformat(sep=" ", timespec="seconds")
+
+
+def _ago(timestamp: float) -> str:
+    seconds = max(time.time() - timestamp, 0)
+    if seconds < 60:
+        return f"{seconds:.0f}s ago"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.1f}h ago"
+
+
+def _print_job(console: Console, record: JobRecord) -> None:
+    rows = [
+        ("id", str(record.id)), ("task", record.task), ("queue", record.queue),
+        ("status", record.status), ("priority", str(record.priority)),
+        ("attempts", f"{record.attempts}/{record.max_attempts}"),
+        ("args", json.dumps(record.args)), ("kwargs", json.dumps(record.kwargs)),
+        ("created", _when(record.created_at)), ("run at", _when(record.run_at)),
+        ("started", _when(record.started_at)), ("finished", _when(record.finished_at)),
+        ("worker", record.worker or "-"),
+    ]
+    if record.status == "succeeded":
+        rows.append(("result", json.dumps(record.result)))
+    if record.error:
+        rows.append(("error", f"{record.error.get('type')}: {record.error.get('message')}"))
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        console.print(f"{name:<{width}}  {value}", highlight=False, markup=False)
+    trace = (record.error or {}).get("traceback")
+    if trace:
+        console.print(trace.rstrip(), highlight=False, markup=False)
+
+
+@click.command()
+@click.argument("job_id", type=int, required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
+@db_option
+@click.pass_context
+def status(ctx: click.Context, job_id: int | None, as_json: bool, database: str | None) -> None:
+    """Counts per status and queue, and live workers; or one job with JOB_ID."""
+    store = open_store_of(ctx, database)
+    console = Console(soft_wrap=True)
+    if job_id is not None:
+        record = store.get_job(job_id)
+        if as_json:
+            emit_json(record.model_dump())
+        else:
+            _print_job(console, record)
+        return
+    summary = store.counts()
+    workers = [worker.model_dump() for worker in store.workers()]
+    summary["workers"] = workers
+    if as_json:
+        emit_json(summary)
+        return
+    table = Table(title="jobs", title_justify="left")
+    table.add_column("queue")
+    for name in STATUSES:
+        table.add_column(name, justify="right")
+    for queue, counts in summary["queues"].items():
+        table.add_row(queue, *(str(counts[name]) for name in STATUSES))
+    table.add_row("[b]all[/b]", *(f"[b]{summary['counts'][name]}[/b]" for name in STATUSES))
+    console.print(table)
+    if not workers:
+        console.print("no live workers")
+        return
+    listing = Table(title="workers", title_justify="left")
+    for column in ("id", "pid", "host", "threads", "running", "started", "heartbeat"):
+        listing.add_column(column)
+    for worker in workers:
+        listing.add_row(
+            worker["id"], str(worker["pid"]), worker["host"], str(worker["threads"]),
+            str(worker["running"]), _ago(worker["started_at"]), _ago(worker["heartbeat_at"]),
+        )
+    console.print(listing)
+
+
+@click.command("list")
+@click.option("--status", "status_filter", type=click.Choice(STATUSES), help="Only this status.")
+@click.option("--queue", help="Only this queue.")
+@click.option("--task", help="Only this task name.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
+@db_option
+@click.pass_context
+def list_jobs(
+    ctx: click.Context,
+    status_filter: str | None,
+    queue: str | None,
+    task: str | None,
+    limit: int,
+    as_json: bool,
+    database: str | None,
+) -> None:
+    """Jobs, newest first."""
+    store = open_store_of(ctx, database)
+    records = store.list_jobs(status=status_filter, queue=queue, task=task, limit=limit)
+    if as_json:
+        emit_json([record.model_dump() for record in records])
+        return
+    table = Table()
+    for column in ("id", "task", "queue", "status", "attempts", "created", "error"):
+        table.add_column(column, overflow="fold")
+    for record in records:
+        error = record.error or {}
+        table.add_row(
+            str(record.id), record.task, record.queue, record.status,
+            f"{record.attempts}/{record.max_attempts}", _when(record.created_at),
+            f"{error.get('type')}: {error.get('message')}" if error else "",
+        )
+    Console(soft_wrap=True).print(table)

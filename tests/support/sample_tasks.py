@@ -1,0 +1,75 @@
+"""Tasks the tests run in real worker processes (``--app tests.support.sample_tasks:app``).
+
+The database comes from JOBQ_DB. Tasks that leave side effects append a line to the file
+named by JOBQ_TEST_LOG, so tests can count how many times each job really ran.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from jobq import JobQ, Retry, current_job
+
+app = JobQ()
+
+
+def _mark(tag: str) -> None:
+    path = os.environ.get("JOBQ_TEST_LOG")
+    if path:
+        job = current_job()
+        with open(path, "a") as handle:
+            handle.write(f"{tag} {job.id if job else '-'} {os.getpid()}\n")
+
+
+@app.task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task
+def echo(value: object = None) -> object:
+    return value
+
+
+@app.task
+def record(tag: str) -> str:
+    _mark(tag)
+    return tag
+
+
+@app.task
+def sleep(seconds: float, tag: str = "sleep") -> float:
+    _mark(f"start-{tag}")
+    time.sleep(seconds)
+    _mark(f"end-{tag}")
+    return seconds
+
+
+@app.task(max_attempts=3, backoff=0.05)
+def fail(message: str = "boom") -> None:
+    _mark("fail")
+    raise ValueError(message)
+
+
+@app.task(max_attempts=5)
+def flaky(succeed_on: int) -> int:
+    """Fails until its attempt number reaches ``succeed_on``."""
+    job = current_job()
+    assert job is not None
+    _mark(f"attempt-{job.attempts}")
+    if job.attempts < succeed_on:
+        raise Retry(delay=0.05, reason=f"attempt {job.attempts} is too early")
+    return job.attempts
+
+
+@app.task(max_attempts=2)
+def crash(code: int = 3) -> None:
+    """Kills its own process, like a segfault would."""
+    _mark("crash")
+    os._exit(code)
+
+
+@app.task
+def pid() -> int:
+    return os.getpid()
