@@ -25,8 +25,9 @@ class Store(abc.ABC):
     # -- schema ------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def migrate(self) -> list[int]:
-        """Apply pending migrations; return the versions applied (empty when up to date)."""
+    def migrate(self, target: int | None = None) -> list[int]:
+        """Apply pending migrations (up to ``target``, default all); return the versions
+        applied (empty when up to date)."""
 
     @abc.abstractmethod
     def schema_version(self) -> int:

@@ -90,6 +90,7 @@ class SQLiteStore(Store):
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._check_file(create)
+        self._check_schema()
         self.migrate()
 
     # -- connections -----------------------------------------------------------------------
@@ -115,6 +116,33 @@ class SQLiteStore(Store):
             pass
         except OSError as error:
             raise DatabaseError(f"cannot create {path}: {error.strerror}") from None
+
+    def _check_schema(self) -> None:
+        """Refuse a foreign or newer database before any pragma can change its file."""
+        try:
+            connection = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000)
+            try:
+                tables = {row[0] for row in connection.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                version = 0
+                if "jobq_migrations" in tables:
+                    version = connection.execute(
+                        "SELECT COALESCE(MAX(version), 0) FROM jobq_migrations").fetchone()[0]
+            finally:
+                connection.close()
+        except sqlite3.Error as error:
+            raise _translate(error, self.path) from None
+        if tables and "jobq_migrations" not in tables:
+            raise DatabaseError(
+                f"{self.path} is an SQLite database but not a jobq one "
+                f"(it has tables: {', '.join(sorted(tables)[:5])}); refusing to change it"
+            )
+        latest = migrations("sqlite")[-1].version
+        if version > latest:
+            raise SchemaVersionError(
+                f"{self.path} has schema version {version}, newer than this jobq knows "
+                f"({latest}); upgrade jobq"
+            )
 
     def _connection(self) -> sqlite3.Connection:
         if self._pid != os.getpid():
@@ -189,30 +217,13 @@ class SQLiteStore(Store):
             return 0
         return int(self._read("SELECT COALESCE(MAX(version), 0) FROM jobq_migrations")[0][0])
 
-    def migrate(self) -> list[int]:
-        known = migrations("sqlite")
+    def migrate(self, target: int | None = None) -> list[int]:
+        known = [m for m in migrations("sqlite") if target is None or m.version <= target]
         latest = known[-1].version if known else 0
-        version = self.schema_version()
-        if version > latest:
-            raise SchemaVersionError(
-                f"{self.path} has schema version {version}, newer than this jobq knows "
-                f"({latest}); upgrade jobq"
-            )
-        if version == latest:
+        if self.schema_version() >= latest:
             return []
         applied = []
         with self._write() as connection:
-            tables = {
-                row[0]
-                for row in connection.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'table'"
-                )
-            }
-            if tables and "jobq_migrations" not in tables:
-                raise DatabaseError(
-                    f"{self.path} is an SQLite database but not a jobq one "
-                    f"(it has tables: {', '.join(sorted(tables)[:5])}); refusing to change it"
-                )
             connection.execute(
                 "CREATE TABLE IF NOT EXISTS jobq_migrations ("
                 " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"

@@ -1,0 +1,250 @@
+"""What every store must do. Written against the Store interface only."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from jobq.errors import InvalidStateError, JobNotFoundError
+from jobq.models import NewJob, Outcome
+from jobq.store import Store
+
+
+def new(task: str = "t.add", queue: str = "default", **fields: object) -> NewJob:
+    return NewJob(task=task, args=json.dumps(fields.pop("args", [1, 2])), kwargs="{}",
+                  queue=queue, **fields)  # type: ignore[arg-type]
+
+
+def register(store: Store, worker_id: str = "w1", pid: int = 1, host: str = "h") -> str:
+    store.register_worker(worker_id, kind="worker", pid=pid, host=host, supervisor_pid=None,
+                          queues=None, threads=4)
+    return worker_id
+
+
+def done(job_id: int, worker: str, attempt: int = 1, status: str = "succeeded", **kw: object) -> Outcome:
+    return Outcome(job_id, worker, attempt, status, finished_at=time.time(), **kw)  # type: ignore[arg-type]
+
+
+def test_enqueue_returns_ids_in_order_and_jobs_start_queued(store: Store) -> None:
+    ids = store.enqueue([new(args=[n]) for n in range(5)])
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    records = [store.get_job(job_id) for job_id in ids]
+    assert [record.args for record in records] == [[n] for n in range(5)]
+    assert {record.status for record in records} == {"queued"}
+    assert all(record.attempts == 0 and record.max_attempts == 3 for record in records)
+
+
+def test_a_job_with_a_future_run_at_is_scheduled_and_not_claimed(store: Store) -> None:
+    worker = register(store)
+    [job_id] = store.enqueue([new(run_at=time.time() + 60)])
+    assert store.get_job(job_id).status == "scheduled"
+    assert store.claim(worker, None, 10) == []
+    assert store.runnable_count(None) == 0
+    assert store.next_run_at(None) == pytest.approx(time.time() + 60, abs=5)
+
+
+def test_claim_takes_priority_then_age_and_marks_running(store: Store) -> None:
+    worker = register(store)
+    low, high, low2 = store.enqueue([new(priority=0), new(priority=5), new(priority=0)])
+    claimed = store.claim(worker, None, 2)
+    assert [job.id for job in claimed] == [high, low]
+    assert all(job.attempts == 1 for job in claimed)
+    record = store.get_job(high)
+    assert record.status == "running" and record.worker == worker and record.started_at
+    assert [job.id for job in store.claim(worker, None, 5)] == [low2]
+
+
+def test_claim_respects_limit_and_queues(store: Store) -> None:
+    worker = register(store)
+    store.enqueue([new(queue="a") for _ in range(3)] + [new(queue="b") for _ in range(3)])
+    assert len(store.claim(worker, ["a"], 2)) == 2
+    assert {job.queue for job in store.claim(worker, ["b"], 10)} == {"b"}
+    assert len(store.claim(worker, ["a", "b"], 10)) == 1
+    assert store.claim(worker, None, 0) == []
+
+
+def test_a_job_is_claimed_by_one_worker_only(store: Store) -> None:
+    one, two = register(store, "w1"), register(store, "w2")
+    store.enqueue([new() for _ in range(10)])
+    first = {job.id for job in store.claim(one, None, 6)}
+    second = {job.id for job in store.claim(two, None, 6)}
+    assert len(first) == 6 and len(second) == 4 and not first & second
+
+
+def test_an_unregistered_worker_claims_nothing(store: Store) -> None:
+    store.enqueue([new()])
+    assert store.claim("ghost", None, 5) == []
+
+
+def test_complete_records_outcomes_and_is_fenced(store: Store) -> None:
+    worker, other = register(store, "w1"), register(store, "w2")
+    a, b, c = store.enqueue([new(), new(), new()])
+    store.claim(worker, None, 3)
+    applied = store.complete([
+        done(a, worker, result="3"),
+        done(b, worker, status="failed", error=json.dumps({"type": "ValueError", "message": "x"})),
+        done(c, other),  # not held by `other`: must change nothing
+    ])
+    assert applied == [True, True, False]
+    assert store.get_job(a).status == "succeeded" and store.get_job(a).result == 3
+    assert store.get_job(b).error == {"type": "ValueError", "message": "x"}
+    assert store.get_job(c).status == "running"
+    # a second completion of a finished job changes nothing
+    assert store.complete([done(a, worker, status="failed")]) == [False]
+    assert store.get_job(a).status == "succeeded"
+
+
+def test_a_late_outcome_of_an_older_attempt_changes_nothing(store: Store) -> None:
+    worker = register(store)
+    [job_id] = store.enqueue([new()])
+    store.claim(worker, None, 1)
+    retry_at = time.time() - 1
+    store.complete([done(job_id, worker, status="scheduled", error="{}", run_at=retry_at)])
+    [again] = store.claim(worker, None, 1)
+    assert again.attempts == 2
+    assert store.complete([done(job_id, worker, attempt=1)]) == [False]
+    assert store.complete([done(job_id, worker, attempt=2, result="1")]) == [True]
+
+
+def test_retry_outcome_schedules_the_job(store: Store) -> None:
+    worker = register(store)
+    [job_id] = store.enqueue([new()])
+    store.claim(worker, None, 1)
+    store.complete([done(job_id, worker, status="scheduled", error="{}", run_at=time.time() + 60)])
+    record = store.get_job(job_id)
+    assert record.status == "scheduled" and record.attempts == 1 and record.worker is None
+    assert store.claim(worker, None, 1) == []
+
+
+def test_release_worker_after_a_crash_counts_the_attempt(store: Store) -> None:
+    worker = register(store)
+    fresh, last = store.enqueue([new(), new(max_attempts=1)])
+    store.claim(worker, None, 2)
+    assert store.release_worker(worker, reason="died", refund=False) == 2
+    assert store.get_job(fresh).status == "queued" and store.get_job(fresh).attempts == 1
+    lost = store.get_job(last)
+    assert lost.status == "failed" and lost.error["type"] == "WorkerLost"
+    assert store.workers() == []
+
+
+def test_release_worker_on_a_clean_stop_refunds_the_attempt(store: Store) -> None:
+    worker = register(store)
+    [job_id] = store.enqueue([new(max_attempts=1)])
+    store.claim(worker, None, 1)
+    assert store.release_worker(worker, reason="stopped", refund=True) == 1
+    record = store.get_job(job_id)
+    assert record.status == "queued" and record.attempts == 0
+
+
+def test_release_jobs_hands_back_prefetched_jobs(store: Store) -> None:
+    worker = register(store)
+    ids = store.enqueue([new(), new()])
+    store.claim(worker, None, 2)
+    assert store.release_jobs(worker, ids[:1]) == 1
+    assert store.get_job(ids[0]).status == "queued" and store.get_job(ids[0]).attempts == 0
+    assert store.get_job(ids[1]).status == "running"
+
+
+def test_reap_recovers_workers_past_their_lease(store: Store) -> None:
+    worker = register(store)
+    [job_id] = store.enqueue([new()])
+    store.claim(worker, None, 1)
+    assert store.reap(lease=60) == []
+    time.sleep(0.05)
+    assert store.reap(lease=0.01) == [worker]
+    assert store.get_job(job_id).status == "queued"
+    assert store.heartbeat(worker) is False
+
+
+def test_reap_recovers_dead_processes_on_this_host_at_once(store: Store) -> None:
+    dead_pid = 2**22 + 12345  # above pid_max on Linux: never a live process
+    worker = register(store, pid=dead_pid, host="here")
+    [job_id] = store.enqueue([new()])
+    store.claim(worker, None, 1)
+    assert store.reap(lease=3600, host="elsewhere") == []
+    assert store.reap(lease=3600, host="here") == [worker]
+    assert store.get_job(job_id).status == "queued"
+
+
+def test_heartbeat_keeps_a_worker_alive(store: Store) -> None:
+    worker = register(store)
+    time.sleep(0.05)
+    assert store.heartbeat(worker) is True
+    assert store.reap(lease=0.04) == []
+    assert [record.id for record in store.workers()] == [worker]
+
+
+def test_changed_notices_commits_from_other_connections(store: Store, tmp_path) -> None:
+    from jobq.store import open_store
+
+    store.changed()
+    assert store.changed() is False
+    other = open_store(store.url)
+    other.enqueue([new()])
+    assert store.changed() is True
+    other.close()
+
+
+def test_get_job_of_a_missing_id_raises(store: Store) -> None:
+    with pytest.raises(JobNotFoundError, match="no job with id 42"):
+        store.get_job(42)
+
+
+def test_counts_and_lists(store: Store) -> None:
+    worker = register(store)
+    store.enqueue([new(queue="a"), new(queue="a"), new(queue="b", task="t.other")])
+    store.claim(worker, ["b"], 1)
+    summary = store.counts()
+    assert summary["counts"]["queued"] == 2 and summary["counts"]["running"] == 1
+    assert summary["queues"]["a"]["queued"] == 2 and summary["queues"]["b"]["running"] == 1
+    assert [record.task for record in store.list_jobs(task="t.other")] == ["t.other"]
+    assert len(store.list_jobs(queue="a", limit=1)) == 1
+    assert len(store.list_jobs(status="running")) == 1
+
+
+def test_cancel_and_retry(store: Store) -> None:
+    worker = register(store)
+    queued, scheduled, running = store.enqueue([new(), new(run_at=time.time() + 60), new()])
+    store.cancel_job(queued)
+    store.cancel_job(scheduled)
+    assert store.get_job(queued).status == "cancelled"
+    store.claim(worker, None, 1)
+    with pytest.raises(InvalidStateError, match="running"):
+        store.cancel_job(running)
+    with pytest.raises(InvalidStateError):
+        store.retry_job(running)
+    store.retry_job(queued)
+    record = store.get_job(queued)
+    assert record.status == "queued" and record.attempts == 0 and record.finished_at is None
+    with pytest.raises(JobNotFoundError):
+        store.cancel_job(999)
+
+
+def test_purge_deletes_only_old_finished_jobs_of_the_statuses(store: Store) -> None:
+    worker = register(store)
+    ok, bad, waiting = store.enqueue([new(), new(), new()])
+    store.claim(worker, None, 2)
+    store.complete([done(ok, worker), done(bad, worker, status="failed", error="{}")])
+    assert store.purge(["succeeded"], older_than=3600) == 0
+    time.sleep(0.02)
+    assert store.purge(["succeeded"], older_than=0) == 1
+    assert {record.id for record in store.list_jobs()} == {bad, waiting}
+
+
+def test_names_full_of_quotes_are_data_not_sql(store: Store) -> None:
+    nasty = "x'; DROP TABLE jobs; --\""
+    worker = register(store, worker_id=nasty)
+    [job_id] = store.enqueue([new(task=nasty, queue=nasty)])
+    [job] = store.claim(worker, [nasty], 1)
+    assert job.task == nasty and job.queue == nasty
+    assert store.list_jobs(task=nasty, queue=nasty)[0].id == job_id
+    assert store.counts()["queues"][nasty]["running"] == 1
+
+
+def test_migrate_is_idempotent(store: Store) -> None:
+    version = store.schema_version()
+    assert version >= 1
+    assert store.migrate() == []
+    assert store.schema_version() == version

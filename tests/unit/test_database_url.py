@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jobq.errors import ConfigurationError
+from jobq.store import parse_database
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "options"),
+    [
+        ("jobq.db", Path("jobq.db"), {}),
+        ("/var/lib/jobq.db", Path("/var/lib/jobq.db"), {}),
+        ("sqlite:///jobq.db", Path("jobq.db"), {}),
+        ("sqlite:////var/lib/jobq.db", Path("/var/lib/jobq.db"), {}),
+        ("sqlite:///jobq.db?synchronous=full", Path("jobq.db"), {"synchronous": "full"}),
+        ("sqlite:///jobq.db?synchronous=NORMAL&busy_timeout=100", Path("jobq.db"),
+         {"synchronous": "normal", "busy_timeout": "100"}),
+    ],
+)
+def test_paths_and_urls(text: str, path: Path, options: dict[str, str]) -> None:
+    config = parse_database(text)
+    assert config.backend == "sqlite" and config.path == path and config.options == options
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty"),
+        ("mysql://host/db", "unsupported database URL scheme 'mysql'"),
+        ("sqlite://host/jobq.db", "bad SQLite URL"),
+        ("sqlite:///", "names no file"),
+        ("sqlite:///x.db?synchronous=sometimes", "bad value 'sometimes' for synchronous"),
+        ("sqlite:///x.db?fast=yes", "unknown SQLite URL option 'fast'"),
+        ("sqlite:///x.db?busy_timeout=soon", "whole number"),
+        ("postgresql://localhost/test", "PostgreSQL"),
+    ],
+)
+def test_bad_locations_are_named(text: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        parse_database(text)
+
+
+def test_url_round_trips() -> None:
+    config = parse_database("sqlite:////tmp/x.db?synchronous=full")
+    assert parse_database(config.url) == config

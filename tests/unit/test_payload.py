@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from jobq.errors import PayloadError
+from jobq.payload import MAX_DEPTH, encode_arguments
+
+
+def test_json_values_encode_compactly() -> None:
+    args, kwargs = encode_arguments((1, "é", [True, None], {"a": 1.5}), {"k": "v"})
+    assert json.loads(args) == [1, "é", [True, None], {"a": 1.5}]
+    assert kwargs == '{"k":"v"}'
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({1, 2}, "args\\[0\\] is a set"),
+        (b"raw", "args\\[0\\] is a bytes"),
+        (math.nan, "nan"),
+        (math.inf, "inf"),
+        (object(), "is a object"),
+        ({1: "x"}, "non-string key 1"),
+        ([{"deep": [1, {2, 3}]}], "args\\[0\\]\\[0\\]\\['deep'\\]\\[1\\] is a set"),
+    ],
+)
+def test_non_json_values_are_refused_naming_where(value: object, message: str) -> None:
+    with pytest.raises(PayloadError, match=message):
+        encode_arguments([value], {})
+
+
+def test_payload_over_the_limit_is_refused() -> None:
+    with pytest.raises(PayloadError, match="over the limit of 100 bytes"):
+        encode_arguments(["x" * 200], {}, max_payload=100)
+
+
+def test_absurd_nesting_is_refused_without_recursion_error() -> None:
+    value: list = []
+    for _ in range(10_000):
+        value = [value]
+    with pytest.raises(PayloadError, match=f"more than {MAX_DEPTH} levels"):
+        encode_arguments([value], {})
+
+
+def test_args_and_kwargs_must_be_a_list_and_a_dict() -> None:
+    with pytest.raises(PayloadError, match="args must be a list"):
+        encode_arguments("abc", {})  # type: ignore[arg-type]
+    with pytest.raises(PayloadError, match="kwargs must be"):
+        encode_arguments([], [])  # type: ignore[arg-type]
