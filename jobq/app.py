@@ -80,7 +80,9 @@ class JobQ:
         on_failure: Callback | None = None,
     ) -> Callable[[Callable[..., Any]], Task]: ...
 
-    def task(self, func: Callable[..., Any] | None = None, /, **settings: Any) -> Any:
+    def task(  # type: ignore[misc]
+        self, func: Callable[..., Any] | None = None, /, **settings: Any
+    ) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(queue="high", ...)``."""
         if func is not None:
             return self._register(func, settings)

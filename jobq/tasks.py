@@ -98,7 +98,7 @@ class Task:
     def _adapters(self) -> dict[str, TypeAdapter[Any]]:
         try:
             hints = typing.get_type_hints(self.func)
-        except Exception:  # unresolvable forward references: validate nothing, bind only
+        except Exception:  # noqa: BLE001 - unresolvable hints: validate nothing, bind only
             hints = {}
         hints.pop("return", None)
         return {
@@ -140,7 +140,9 @@ class Task:
                 f"argument {name!r} of {self.name}: {first['msg']} (got {value!r:.60})"
             ) from None
 
-    def to_json_values(self, args: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    def to_json_values(
+        self, args: list[Any], kwargs: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
         """Validated arguments in JSON form (datetimes as ISO text, models as dicts...)."""
         adapters = self._adapters
         if not adapters:

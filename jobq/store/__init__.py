@@ -55,7 +55,7 @@ def parse_database(location: str | Path) -> DatabaseConfig:
         raise ConfigurationError(
             f"bad SQLite URL {text!r}: use sqlite:///relative/path or sqlite:////absolute/path"
         )
-    raw_path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    raw_path = parts.path.removeprefix("/")
     if not raw_path:
         raise ConfigurationError(f"the SQLite URL {text!r} names no file")
     options: dict[str, str] = {}

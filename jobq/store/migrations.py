@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -45,7 +45,7 @@ def _migrations_root() -> Path:
     return Path(__file__).resolve().parents[2] / "migrations"
 
 
-@lru_cache(maxsize=None)
+@cache
 def migrations(backend: str) -> tuple[Migration, ...]:
     """Every migration of ``backend`` ("sqlite", "postgresql"), in version order."""
     folder = _migrations_root() / backend

@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from ..errors import (
@@ -28,6 +28,7 @@ from .base import Store
 from .migrations import migrations
 
 _HEADER = b"SQLite format 3\x00"
+_INHERITED: list[sqlite3.Connection] = []  # connections inherited across a fork: never closed
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 
 _JOB_COLUMNS = (
@@ -146,7 +147,9 @@ class SQLiteStore(Store):
 
     def _connection(self) -> sqlite3.Connection:
         if self._pid != os.getpid():
-            # Forked: the inherited connections belong to the parent. Forget them unclosed.
+            # Forked: the inherited connections belong to the parent. Closing them here could
+            # disturb the parent's locks and WAL, so keep them referenced and never use them.
+            _INHERITED.extend(self._connections)
             self._pid = os.getpid()
             self._local = threading.local()
             self._connections = []
@@ -201,10 +204,8 @@ class SQLiteStore(Store):
         with self._lock:
             connections, self._connections = self._connections, []
         for connection in connections:
-            try:
+            with suppress(sqlite3.Error):
                 connection.close()
-            except sqlite3.Error:
-                pass
         self._local = threading.local()
 
     # -- schema ----------------------------------------------------------------------------
@@ -282,7 +283,9 @@ class SQLiteStore(Store):
         with self._write() as connection:
             rows = connection.execute(_CLAIM.format(queues=filter_sql), parameters).fetchall()
         now = parameters["now"]
-        jobs = [ClaimedJob(*row, started_at=now) for row in rows]
+        jobs = [ClaimedJob(*row) for row in rows]
+        for job in jobs:
+            job.started_at = now
         jobs.sort(key=lambda job: (-job.priority, job.id))
         return jobs
 
@@ -566,4 +569,10 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A zombie (dead, not yet reaped: an orphan waits for init to reap it) is dead to us.
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            state = handle.read().rsplit(b")", 1)[-1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux) or a race: kill(0) said it exists
+    return state not in (b"Z", b"X")

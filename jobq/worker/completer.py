@@ -97,7 +97,7 @@ class Completer:
                 log.warning("could not record %d outcomes, retrying: %s", len(batch), error)
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
-        for (outcome, job), ok in zip(batch, applied):
+        for (outcome, job), ok in zip(batch, applied, strict=False):
             if not ok:
                 self.ignored += 1
                 log.warning(

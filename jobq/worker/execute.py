@@ -30,7 +30,10 @@ def failure(job: ClaimedJob, worker_id: str, error: str, *, retry_at: float | No
     """A failed attempt: retried at ``retry_at`` while attempts remain, else final."""
     now = time.time()
     if retry_at is not None and job.attempts < job.max_attempts:
-        return Outcome(job.id, worker_id, job.attempts, "scheduled", error=error, run_at=retry_at, finished_at=now)
+        return Outcome(
+            job.id, worker_id, job.attempts, "scheduled", error=error, run_at=retry_at,
+            finished_at=now,
+        )
     return Outcome(job.id, worker_id, job.attempts, "failed", error=error, finished_at=now)
 
 
@@ -69,9 +72,9 @@ def execute(tasks: Mapping[str, Task], job: ClaimedJob, worker_id: str) -> Outco
     try:
         value = task.func(*args, **kwargs)
     except Retry as retry:
-        error = error_json("Retry", str(retry))
-        return failure(job, worker_id, error, retry_at=_retry_at(job, task, retry.delay))
-    except BaseException as error:  # a task's SystemExit is a failure too, not our exit
+        retry_error = error_json("Retry", str(retry))
+        return failure(job, worker_id, retry_error, retry_at=_retry_at(job, task, retry.delay))
+    except BaseException as error:  # noqa: BLE001 - a task's SystemExit is its failure too
         outcome = failure(
             job, worker_id,
             error_json(type(error).__name__, str(error), traceback.format_exc()),
@@ -85,7 +88,10 @@ def execute(tasks: Mapping[str, Task], job: ClaimedJob, worker_id: str) -> Outco
         result = encode(value, "the result")
     except PayloadError as error:
         return failure(job, worker_id, error_json("PayloadError", str(error)), retry_at=None)
-    return Outcome(job.id, worker_id, job.attempts, "succeeded", result=result, finished_at=time.time(), extra=value)
+    return Outcome(
+        job.id, worker_id, job.attempts, "succeeded", result=result, finished_at=time.time(),
+        extra=value,
+    )
 
 
 def describe(outcome: Outcome) -> dict[str, Any]:

@@ -248,13 +248,15 @@ class WorkerProcess:
                 self.active.pop(key, None)
                 abandoned = key in self.abandoned
                 self.abandoned.discard(key)
-                if not abandoned:
-                    self.in_flight -= 1
             if abandoned:
                 # Timed out and already recorded; a fresh thread took this one's place.
                 log.warning("job %s finished after its timeout; outcome discarded", job.id)
                 return
             completer.submit(outcome, job)
+            # Only now is the job out of flight: a stop that sees in_flight == 0 must find
+            # this outcome already in the completer's inbox.
+            with self.lock:
+                self.in_flight -= 1
             self.slots.release()
 
     # -- watchdogs -------------------------------------------------------------------------
@@ -273,7 +275,8 @@ class WorkerProcess:
         assert self.store is not None and self.completer is not None
         for job in expired:
             log.warning("job %s ran past its timeout of %s s", job.id, job.timeout)
-            self.completer.submit(timeout_outcome(job, self.worker_id, self.tasks.get(job.task)), job)
+            outcome = timeout_outcome(job, self.worker_id, self.tasks.get(job.task))
+            self.completer.submit(outcome, job)
         if not self.child:
             for _ in expired:
                 self._start_executor()

@@ -8,6 +8,7 @@ kernel if the supervisor dies (PR_SET_PDEATHSIG), so they never outlive it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import multiprocessing
@@ -149,10 +150,10 @@ class Supervisor:
             for child in self.children:
                 if child.process is not None and child.process.exitcode is not None:
                     self._on_exit(child)
-            if self.stopping or (settings.burst and all(child.done for child in self.children)):
-                if all(child.process is None for child in self.children):
-                    if self.stopping or not self._restart_for_burst():
-                        return
+            finishing = self.stopping or (settings.burst and all(c.done for c in self.children))
+            ended = all(child.process is None for child in self.children)
+            if finishing and ended and (self.stopping or not self._restart_for_burst()):
+                return
             if not self.stopping:
                 self._start_due(now)
                 self._check_pulses(now)
@@ -188,9 +189,9 @@ class Supervisor:
 
     def _start_due(self, now: float) -> None:
         for child in self.children:
-            if child.process is None and not child.done and child.restart_at is not None:
-                if now >= child.restart_at:
-                    self._spawn(child)
+            due = child.restart_at is not None and now >= child.restart_at
+            if child.process is None and not child.done and due:
+                self._spawn(child)
 
     def _on_exit(self, child: Child) -> None:
         assert self.store is not None
@@ -268,10 +269,8 @@ class Supervisor:
 
     def _signal(self, child: Child, signum: int) -> None:
         if child.process is not None and child.process.pid:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(child.process.pid, signum)
-            except ProcessLookupError:
-                pass
 
     def _begin_stop(self) -> None:
         self.stopping = True
