@@ -8,7 +8,7 @@ import click
 
 import jobq
 
-from . import demo, manage, show, submit, worker
+from . import check, demo, manage, show, submit, worker
 from .common import JobQGroup, db_option
 
 
@@ -32,7 +32,7 @@ def cli(ctx: click.Context, database: str | None, log_level: str) -> None:
 
 for command in (
     submit.submit, worker.worker, show.status, show.list_jobs,
-    manage.retry, manage.cancel, manage.purge, demo.demo,
+    manage.retry, manage.cancel, manage.purge, check.check, demo.demo,
 ):
     cli.add_command(command)
 

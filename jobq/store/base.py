@@ -156,5 +156,10 @@ class Store(abc.ABC):
         """Delete finished jobs in ``statuses`` that finished more than ``older_than`` s ago."""
 
     @abc.abstractmethod
+    def describe(self, *, integrity: bool = False) -> dict[str, Any]:
+        """Facts about the database for operators: location, schema version, sizes, row
+        counts per table; with ``integrity``, the result of an integrity check ("ok")."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Close this process's connections."""

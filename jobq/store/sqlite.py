@@ -13,7 +13,10 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
+
+import sqlite_utils
 
 from ..errors import (
     DatabaseBusyError,
@@ -560,6 +563,27 @@ class SQLiteStore(Store):
                 (*statuses, time.time() - older_than),
             )
         return cursor.rowcount
+
+    def describe(self, *, integrity: bool = False) -> dict[str, Any]:
+        connection = self._connection()
+        database = sqlite_utils.Database(connection)
+        wal = Path(f"{self.path}-wal")
+        facts: dict[str, Any] = {
+            "backend": "sqlite",
+            "path": str(self.path.resolve()),
+            "schema_version": self.schema_version(),
+            "journal_mode": database.journal_mode,
+            "synchronous": self.synchronous.lower(),
+            "busy_timeout_ms": self.busy_timeout_ms,
+            "sqlite_version": sqlite3.sqlite_version,
+            "size_bytes": self.path.stat().st_size,
+            "wal_bytes": wal.stat().st_size if wal.exists() else 0,
+            "tables": {table.name: table.count for table in database.tables},
+        }
+        if integrity:
+            rows = self._read("PRAGMA integrity_check")
+            facts["integrity"] = "; ".join(str(row[0]) for row in rows)
+        return facts
 
 
 def _pid_alive(pid: int) -> bool:

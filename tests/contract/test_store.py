@@ -248,3 +248,11 @@ def test_migrate_is_idempotent(store: Store) -> None:
     assert version >= 1
     assert store.migrate() == []
     assert store.schema_version() == version
+
+
+def test_describe_reports_schema_counts_and_integrity(store: Store) -> None:
+    store.enqueue([new(), new()])
+    facts = store.describe(integrity=True)
+    assert facts["schema_version"] == store.schema_version()
+    assert facts["tables"]["jobs"] == 2
+    assert facts["integrity"] == "ok"
