@@ -12,13 +12,19 @@ from typing import Any
 import click
 
 from jobq import JobQ
-from jobq.errors import ConfigurationError, JobQError
+from jobq.errors import ConfigurationError, JobQError, PayloadError
+from jobq.payload import MAX_DEPTH
 from jobq.store import DEFAULT_DATABASE, Store, open_store
 
 DB_HELP = "Database: a path or sqlite:///path?synchronous=full URL. [env JOBQ_DB; default ./jobq.db]"
 APP_HELP = "The app as MODULE:ATTR (ATTR defaults to 'app'). [env JOBQ_APP]"
 
-db_option = click.option("--db", "database", envvar="JOBQ_DB", metavar="PATH|URL", help=DB_HELP)
+# The group's --db reads JOBQ_DB; a command's own --db (same meaning, placed after the
+# command name) does not, so that an explicit `jobq --db X cmd` is never overridden by the env.
+global_db_option = click.option(
+    "--db", "database", envvar="JOBQ_DB", metavar="PATH|URL", help=DB_HELP
+)
+db_option = click.option("--db", "database", metavar="PATH|URL", help=DB_HELP)
 app_option = click.option("--app", "app_spec", envvar="JOBQ_APP", metavar="MODULE:ATTR", help=APP_HELP)
 
 
@@ -66,7 +72,7 @@ def load_app(spec: str) -> JobQ:
 
 
 def database_of(ctx: click.Context, database: str | None) -> str | None:
-    """A command's own --db, else the global one (both read JOBQ_DB)."""
+    """A command's own --db, else the global --db, which falls back on JOBQ_DB."""
     return database or (ctx.obj or {}).get("database")
 
 
@@ -92,6 +98,8 @@ def parse_argument(text: str) -> Any:
         return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError:
         return text
+    except RecursionError:
+        raise PayloadError(f"an argument is nested more than {MAX_DEPTH} levels deep") from None
 
 
 def parse_json_object(text: str, option: str) -> dict[str, Any]:
@@ -99,6 +107,10 @@ def parse_json_object(text: str, option: str) -> dict[str, Any]:
         value = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
         raise click.BadParameter(f"not valid JSON: {error}", param_hint=option) from None
+    except RecursionError:
+        raise click.BadParameter(
+            f"nested more than {MAX_DEPTH} levels deep", param_hint=option
+        ) from None
     if not isinstance(value, dict):
         raise click.BadParameter("must be a JSON object like '{\"x\": 1}'", param_hint=option)
     return value

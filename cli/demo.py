@@ -9,11 +9,13 @@ import time
 import click
 
 from jobq import JobQ
+from jobq.store import DEFAULT_DATABASE
 from jobq.worker import WorkerSettings, run
 
 from .common import database_of, db_option
 
-demo_app = JobQ()
+# Not JobQ(): a bad JOBQ_DB must fail in the command (one clear line), not on import.
+demo_app = JobQ(DEFAULT_DATABASE)
 
 
 def announce(job: object, result: int) -> None:

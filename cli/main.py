@@ -9,11 +9,11 @@ import click
 import jobq
 
 from . import check, demo, manage, show, submit, worker
-from .common import JobQGroup, db_option
+from .common import JobQGroup, global_db_option
 
 
 @click.group(cls=JobQGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@db_option
+@global_db_option
 @click.option(
     "--log-level", default="info", show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),

@@ -56,7 +56,7 @@ def submit(
     written.
     """
     values = [parse_argument(arg) for arg in args]
-    kwargs = parse_json_object(kwargs_json, "--kwargs") if kwargs_json else {}
+    kwargs = parse_json_object(kwargs_json, "--kwargs") if kwargs_json is not None else {}
     options: dict[str, Any] = {
         name: value
         for name, value in (

@@ -31,8 +31,11 @@ class JobQ:
         *,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
     ) -> None:
+        if database is not None:
+            parse_database(database)  # fail now on a malformed URL, not at first submit
+        # JOBQ_DB is checked when the database is first opened, so that importing a module
+        # that makes an app never fails because of the environment.
         self.database = str(database or os.environ.get("JOBQ_DB") or DEFAULT_DATABASE)
-        parse_database(self.database)  # fail now on a malformed URL, not at first submit
         self.max_payload = max_payload
         self.tasks: dict[str, Task] = {}
         self._store: Store | None = None

@@ -1,0 +1,409 @@
+"""End-to-end tests of the ``jobq`` CLI on bad input.
+
+Every mistake a user can make must end with a non-zero exit, one clear line on stderr that
+names the problem, no traceback, and nothing written to the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import wait_for
+
+ECHO = "tests.support.sample_tasks.echo"
+ADD = "tests.support.sample_tasks.add"
+SAMPLE_APP = "tests.support.sample_tasks:app"
+
+
+def count_jobs(database: str | Path) -> int:
+    """Jobs in the database; -1 when there is no database (or no jobs table) at all."""
+    if not Path(database).exists():
+        return -1
+    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        return int(connection.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
+    except sqlite3.OperationalError:
+        return -1
+    finally:
+        connection.close()
+
+
+def assert_refused(result: Any, *words: str) -> str:
+    """Non-zero exit, no traceback, one error line (besides click's usage hint) naming it."""
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, f"accepted:\n{result.stdout}\n{result.stderr}"
+    assert "Traceback" not in output
+    assert "RecursionError" not in output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    problem = [line for line in lines if not line.startswith(("Usage:", "Try '"))]
+    assert len(problem) == 1, f"expected one error line, got:\n{result.stderr}"
+    for word in words:
+        assert word.lower() in problem[0].lower(), f"{word!r} not in {problem[0]!r}"
+    return problem[0]
+
+
+@pytest.fixture
+def seeded(jobq: Any, database: str) -> int:
+    """A real jobq database holding one job; returns the job count (1)."""
+    result = jobq("submit", ECHO, "seed")
+    assert result.returncode == 0, result.stderr
+    assert count_jobs(database) == 1
+    return 1
+
+
+def refused_submit(jobq: Any, database: str, *args: str, words: tuple[str, ...] = (),
+                   **env: str) -> str:
+    before = count_jobs(database)
+    line = assert_refused(jobq("submit", *args, **env), *words)
+    assert count_jobs(database) == before, "a refused submit wrote to the database"
+    return line
+
+
+# -- arguments -------------------------------------------------------------------------------
+
+
+def test_nan_in_kwargs(jobq: Any, database: str, seeded: int) -> None:
+    refused_submit(jobq, database, ECHO, "--kwargs", '{"x": NaN}', words=("NaN",))
+
+
+@pytest.mark.parametrize("constant", ["Infinity", "-Infinity", "NaN", "[1, NaN]"])
+def test_non_finite_args(jobq: Any, database: str, seeded: int, constant: str) -> None:
+    word = "Infinity" if "Infinity" in constant else "NaN"
+    refused_submit(jobq, database, ECHO, constant, words=(word,))
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '"text"', "3", "null"])
+def test_kwargs_not_an_object(jobq: Any, database: str, seeded: int, text: str) -> None:
+    refused_submit(jobq, database, ECHO, "--kwargs", text, words=("--kwargs", "object"))
+
+
+@pytest.mark.parametrize("text", ["{bad", "{'x': 1}", "", "{\"x\": }"])
+def test_kwargs_invalid_json(jobq: Any, database: str, seeded: int, text: str) -> None:
+    line = refused_submit(jobq, database, ECHO, "--kwargs", text, words=("--kwargs",))
+    assert "json" in line.lower() or "object" in line.lower()
+
+
+def test_payload_over_one_mib(jobq: Any, database: str, seeded: int) -> None:
+    # Linux caps one command-line argument at 128 KiB: eleven 100 000-character args.
+    chunks = ["a" * 100_000] * 11
+    line = refused_submit(jobq, database, ECHO, *chunks, words=("bytes", "limit"))
+    assert len(line) < 500  # names the problem, does not echo the payload
+    chunks = ["b" * 100_000] * 11
+    refused_submit(jobq, database, ECHO, "--kwargs", json.dumps({"k": "c" * 100_000}), *chunks,
+                   words=("limit",))
+
+
+def test_payload_just_under_the_limit_is_accepted(jobq: Any, database: str, seeded: int) -> None:
+    result = jobq("submit", ECHO, *(["d" * 100_000] * 10))
+    assert result.returncode == 0, result.stderr
+    assert count_jobs(database) == seeded + 1
+
+
+@pytest.mark.parametrize("depth", [65, 100, 5000, 50_000])  # 50 000: under Linux's 128 KiB
+def test_absurd_nesting_in_an_arg(jobq: Any, database: str, seeded: int, depth: int) -> None:
+    text = "[" * depth + "]" * depth
+    line = refused_submit(jobq, database, ECHO, text, words=("nested",))
+    assert len(line) < 2000
+
+
+def test_absurd_nesting_in_kwargs(jobq: Any, database: str, seeded: int) -> None:
+    text = '{"x": ' + "[" * 5000 + "]" * 5000 + "}"
+    refused_submit(jobq, database, ECHO, "--kwargs", text, words=("--kwargs", "nested"))
+
+
+def test_wrong_types_against_hints(jobq: Any, database: str, seeded: int) -> None:
+    refused_submit(jobq, database, "--app", SAMPLE_APP, ADD, "x", "1", words=("'x'",))
+    refused_submit(jobq, database, ADD, "x", "1", words=("'x'",), JOBQ_APP=SAMPLE_APP)
+    refused_submit(jobq, database, "--app", SAMPLE_APP, ADD, "1", words=("y",))  # missing y
+    refused_submit(jobq, database, "--app", SAMPLE_APP, ADD, "1", "2", "3",
+                   words=(ADD,))  # too many
+    refused_submit(jobq, database, "--app", SAMPLE_APP, ADD, "1", "2", "--kwargs", '{"z": 2}',
+                   words=("z",))
+    refused_submit(jobq, database, "--app", SAMPLE_APP, ADD, "1", "[2]", words=("'y'",))
+    # With the app, good arguments are validated and accepted.
+    result = jobq("submit", "--app", SAMPLE_APP, ADD, "1", "2")
+    assert result.returncode == 0, result.stderr
+    assert count_jobs(database) == seeded + 1
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--priority", "high"), ("--priority",)),
+        (("--priority", "1.5"), ("--priority",)),
+        (("--priority",), ("--priority",)),
+        (("--max-attempts", "0"), ("--max-attempts",)),
+        (("--delay", "-1"), ("--delay",)),
+        (("--timeout", "0"), ("--timeout",)),
+        (("--delay", "soon"), ("--delay",)),
+    ],
+)
+def test_bad_submit_options(
+    jobq: Any, database: str, seeded: int, args: tuple[str, ...], words: tuple[str, ...]
+) -> None:
+    refused_submit(jobq, database, ECHO, "1", *args, words=words)
+
+
+def test_empty_task_name(jobq: Any, database: str, seeded: int) -> None:
+    refused_submit(jobq, database, "", words=("task name",))
+    refused_submit(jobq, database, "   ", words=("task name",))
+
+
+# -- names that look dangerous ---------------------------------------------------------------
+
+
+def test_dangerous_task_name_is_stored_but_never_imported(
+    jobq: Any, database: str, start_worker: Any, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    result = jobq("submit", "os.system", f"touch {marker}")
+    assert result.returncode == 0, result.stderr
+    job_id = int(result.stdout)
+    start_worker("--procs", "1", "--threads", "2")
+
+    def finished() -> dict[str, Any] | None:
+        status = jobq("status", str(job_id), "--json")
+        assert status.returncode == 0, status.stderr
+        job = json.loads(status.stdout)
+        return job if job["status"] in ("succeeded", "failed", "cancelled") else None
+
+    job = wait_for(finished, timeout=15, interval=0.1)
+    assert isinstance(job, dict)
+    assert job["status"] == "failed"
+    assert job["attempts"] == 1  # failed at once: an unknown task does not get better
+    assert job["error"]["type"] == "UnknownTaskError"
+    assert "os.system" in job["error"]["message"]
+    assert not marker.exists()
+
+
+QUOTES = "x'; DROP TABLE jobs; --"
+
+
+def test_quotes_and_semicolons_round_trip(jobq: Any, database: str, seeded: int) -> None:
+    tricky_queue = 'q"; DELETE FROM jobs; --'
+    result = jobq("submit", QUOTES, QUOTES, "--queue", tricky_queue, "--kwargs",
+                  json.dumps({QUOTES: QUOTES}))
+    assert result.returncode == 0, result.stderr
+    job_id = int(result.stdout)
+    listed = jobq("list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    jobs = json.loads(listed.stdout)
+    assert len(jobs) == seeded + 1
+    mine = next(job for job in jobs if job["id"] == job_id)
+    assert mine["task"] == QUOTES and mine["queue"] == tricky_queue
+    assert mine["args"] == [QUOTES] and mine["kwargs"] == {QUOTES: QUOTES}
+    for option, value in (("--task", QUOTES), ("--queue", tricky_queue)):
+        filtered = json.loads(jobq("list", "--json", option, value).stdout)
+        assert [job["id"] for job in filtered] == [job_id]
+    status = json.loads(jobq("status", "--json").stdout)
+    assert status["queues"][tricky_queue]["queued"] == 1
+    human = jobq("list", COLUMNS="250")
+    assert human.returncode == 0 and "Traceback" not in human.stderr
+    assert count_jobs(database) == seeded + 1  # the jobs table is intact
+
+
+def test_rich_markup_in_names_is_shown_verbatim(jobq: Any, seeded: int) -> None:
+    name = "[bold red]boom[/]"
+    result = jobq("submit", name, "[/]", "--queue", "[b]q[/b]")
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip()
+    shown = jobq("status", job_id, COLUMNS="250")
+    assert shown.returncode == 0, shown.stderr
+    assert name in shown.stdout and "[b]q[/b]" in shown.stdout
+
+
+# -- job ids ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["status", "retry", "cancel"])
+def test_missing_job_id(jobq: Any, database: str, seeded: int, command: str) -> None:
+    assert_refused(jobq(command, "999"), "no job", "999")
+    assert count_jobs(database) == seeded
+
+
+@pytest.mark.parametrize("command", ["status", "retry", "cancel"])
+def test_job_id_not_a_number(jobq: Any, database: str, seeded: int, command: str) -> None:
+    assert_refused(jobq(command, "abc"), "abc")
+    assert count_jobs(database) == seeded
+
+
+# -- --app -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("no_such_module_here:app", ("no_such_module_here",)),
+        ("tests.support.sample_tasks:nope", ("nope",)),
+        ("tests.support.sample_tasks:add", ("not a jobq.JobQ",)),
+        ("tests.support.sample_tasks:os", ("not a jobq.JobQ",)),
+        ("bad spec!", ("--app",)),
+        (":app", ("--app",)),
+        ("../etc:app", ("--app",)),
+    ],
+)
+def test_bad_app_for_worker(
+    jobq: Any, database: str, seeded: int, spec: str, words: tuple[str, ...]
+) -> None:
+    result = jobq("worker", "--app", spec, "--procs", "0", "--burst", timeout=30)
+    assert_refused(result, *words)
+    assert count_jobs(database) == seeded
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM workers").fetchone()[0] == 0
+
+
+def test_worker_without_app(jobq: Any, seeded: int) -> None:
+    assert_refused(jobq("worker", "--burst", timeout=30), "--app")
+
+
+def test_bad_app_for_submit_writes_nothing(jobq: Any, database: str, seeded: int) -> None:
+    refused_submit(jobq, database, "--app", "no_such_module_here:app", ADD, "1", "2",
+                   words=("no_such_module_here",))
+
+
+# -- --db ------------------------------------------------------------------------------------
+
+
+def test_db_is_a_directory(jobq: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for args in (("submit", ECHO, "1"), ("status",), ("list",), ("worker", "--app", SAMPLE_APP,
+                                                                 "--procs", "0", "--burst")):
+        assert_refused(jobq("--db", str(folder), *args), "directory")
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "content", [b"hello, I am a text file\n", bytes(range(256)) * 8, b"SQLite format 2\x00xyz"],
+    ids=["text", "binary", "other-header"],
+)
+def test_db_is_not_sqlite(jobq: Any, tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "notes.db"
+    path.write_bytes(content)
+    digest = hashlib.sha256(content).hexdigest()
+    for args in (("submit", ECHO, "1"), ("status",), ("list",), ("purge", "--older-than", "0s"),
+                 ("worker", "--app", SAMPLE_APP, "--procs", "0", "--burst")):
+        assert_refused(jobq("--db", str(path), *args), "not an SQLite database")
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("notes")) == [
+        "notes.db"
+    ]  # no -wal, -shm or -journal
+
+
+def test_db_is_a_foreign_sqlite_database(jobq: Any, tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        connection.execute("INSERT INTO customers (name) VALUES ('ada')")
+    connection.close()
+    before = path.read_bytes()
+    for args in (("submit", ECHO, "1"), ("status",)):
+        assert_refused(jobq("--db", str(path), *args), "not a jobq")
+    with sqlite3.connect(path) as connection:
+        tables = {row[0] for row in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    connection.close()
+    assert tables == {"customers"}
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("mysql://user@host/jobs", ("mysql",)),
+        ("redis://localhost:6379/0", ("redis",)),
+        ("postgresql://localhost/jobs", ("postgresql",)),
+        ("sqlite:///x.db?bogus=1", ("bogus",)),
+        ("sqlite:///x.db?synchronous=sometimes", ("synchronous",)),
+        ("sqlite:///x.db?busy_timeout=soon", ("busy_timeout",)),
+        ("sqlite://host/x.db", ("sqlite",)),
+        ("sqlite:///", ("no file",)),
+    ],
+)
+def test_bad_db_url(jobq: Any, tmp_path: Path, url: str, words: tuple[str, ...]) -> None:
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for args in (("submit", ECHO, "1"), ("status",), ("worker", "--app", SAMPLE_APP, "--burst",
+                                                      "--procs", "0")):
+        assert_refused(jobq("--db", url, *args), *words)
+        assert_refused(jobq(*args, JOBQ_DB=url), *words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no file was created
+
+
+@pytest.mark.parametrize(
+    "args", [("status",), ("status", "1"), ("list",), ("retry", "1"), ("cancel", "1"),
+             ("purge", "--older-than", "0s")],
+)
+def test_missing_database_for_reading_commands(
+    jobq: Any, tmp_path: Path, database: str, args: tuple[str, ...]
+) -> None:
+    assert_refused(jobq(*args), "no database", database)
+    assert not Path(database).exists()
+    typo = tmp_path / "typo.db"
+    assert_refused(jobq("--db", str(typo), *args), "no database")
+    assert not typo.exists()
+    assert not any(p.name.startswith(("jobq.db", "typo.db")) for p in tmp_path.iterdir())
+
+
+def test_missing_directory_for_a_new_database(jobq: Any, tmp_path: Path) -> None:
+    path = tmp_path / "nope" / "jobq.db"
+    assert_refused(jobq("--db", str(path), "submit", ECHO, "1"), "does not exist")
+    assert not (tmp_path / "nope").exists()
+
+
+def test_newer_schema_version(jobq: Any, database: str, seeded: int, tmp_path: Path) -> None:
+    connection = sqlite3.connect(database)
+    with connection:
+        connection.execute(
+            "INSERT INTO jobq_migrations (version, name, applied_at) VALUES (999, 'future', 0)"
+        )
+    connection.close()
+    before = Path(database).read_bytes()
+    for args in (("submit", ECHO, "1"), ("status",), ("list",), ("cancel", "1"),
+                 ("worker", "--app", SAMPLE_APP, "--burst", "--procs", "0")):
+        line = assert_refused(jobq(*args), "newer", "999")
+        assert "upgrade" in line.lower()
+    assert Path(database).read_bytes() == before
+    assert count_jobs(database) == seeded
+
+
+# -- other options ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["7x", "-1d", "soon", "", "7 days", "1e3s"])
+def test_bad_older_than(jobq: Any, database: str, seeded: int, value: str) -> None:
+    connection = sqlite3.connect(database)
+    with connection:
+        connection.execute("UPDATE jobs SET status = 'succeeded', finished_at = 1")
+    connection.close()
+    assert_refused(jobq("purge", "--older-than", value), "duration")
+    assert count_jobs(database) == seeded
+
+
+def test_bad_purge_status(jobq: Any, database: str, seeded: int) -> None:
+    assert_refused(jobq("purge", "--status", "queued", "--older-than", "0s"), "--status")
+    assert count_jobs(database) == seeded
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("list", "--status", "done"),
+        ("list", "--limit", "0"),
+        ("list", "--limit", "many"),
+        ("worker", "--app", SAMPLE_APP, "--threads", "0"),
+        ("worker", "--app", SAMPLE_APP, "--procs", "-1"),
+        ("demo", "--jobs", "0"),
+        ("nosuchcommand",),
+        ("submit",),
+        ("status", "--bogus"),
+    ],
+)
+def test_bad_options(jobq: Any, database: str, seeded: int, args: tuple[str, ...]) -> None:
+    assert_refused(jobq(*args))
+    assert count_jobs(database) == seeded
