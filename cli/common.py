@@ -16,7 +16,9 @@ from jobq.errors import ConfigurationError, JobQError, PayloadError
 from jobq.payload import MAX_DEPTH
 from jobq.store import DEFAULT_DATABASE, Store, open_store
 
-DB_HELP = "Database: a path or sqlite:///path?synchronous=full URL. [env JOBQ_DB; default ./jobq.db]"
+DB_HELP = (
+    "Database: a path or sqlite:///path?synchronous=full URL. [env JOBQ_DB; default ./jobq.db]"
+)
 APP_HELP = "The app as MODULE:ATTR (ATTR defaults to 'app'). [env JOBQ_APP]"
 
 # The group's --db reads JOBQ_DB; a command's own --db (same meaning, placed after the
@@ -25,7 +27,9 @@ global_db_option = click.option(
     "--db", "database", envvar="JOBQ_DB", metavar="PATH|URL", help=DB_HELP
 )
 db_option = click.option("--db", "database", metavar="PATH|URL", help=DB_HELP)
-app_option = click.option("--app", "app_spec", envvar="JOBQ_APP", metavar="MODULE:ATTR", help=APP_HELP)
+app_option = click.option(
+    "--app", "app_spec", envvar="JOBQ_APP", metavar="MODULE:ATTR", help=APP_HELP
+)
 
 
 class JobQGroup(click.Group):
@@ -57,7 +61,7 @@ def load_app(spec: str) -> JobQ:
                 f"cannot import {module_name!r} (from --app {spec}): no such module here"
             ) from None
         raise ConfigurationError(f"importing {module_name!r} failed: {error}") from None
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - the user's module: any error, one line
         raise ConfigurationError(
             f"importing {module_name!r} failed: {type(error).__name__}: {error}"
         ) from None
@@ -65,9 +69,7 @@ def load_app(spec: str) -> JobQ:
     if app is None:
         raise ConfigurationError(f"module {module_name!r} has no attribute {attribute!r}")
     if not isinstance(app, JobQ):
-        raise ConfigurationError(
-            f"{spec} is a {type(app).__name__}, not a jobq.JobQ app"
-        )
+        raise ConfigurationError(f"{spec} is a {type(app).__name__}, not a jobq.JobQ app")
     return app
 
 
@@ -78,8 +80,9 @@ def database_of(ctx: click.Context, database: str | None) -> str | None:
 
 def open_store_of(ctx: click.Context, database: str | None) -> Store:
     """The store for a read or manage command; a missing database file is an error."""
-    return open_store(database_of(ctx, database) or os.environ.get("JOBQ_DB") or DEFAULT_DATABASE,
-                      create=False)
+    return open_store(
+        database_of(ctx, database) or os.environ.get("JOBQ_DB") or DEFAULT_DATABASE, create=False
+    )
 
 
 def open_app(database: str | None, app_spec: str | None = None) -> JobQ:

@@ -36,8 +36,13 @@ def task(task_name: int, seconds: float = 2.0) -> int:
 @click.command()
 @click.option("--jobs", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--procs", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--seconds", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Each job sleeps a random time up to this.")
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Each job sleeps a random time up to this.",
+)
 @db_option
 @click.pass_context
 def demo(ctx: click.Context, jobs: int, procs: int, seconds: float, database: str | None) -> None:
@@ -48,8 +53,10 @@ def demo(ctx: click.Context, jobs: int, procs: int, seconds: float, database: st
     if database:
         demo_app.use_database(database)
     submitted = task.submit_many([(number, seconds) for number in range(jobs)])
-    click.echo(f"submitted {len(submitted)} jobs to {demo_app.database}; "
-               f"running them on {procs} worker processes")
+    click.echo(
+        f"submitted {len(submitted)} jobs to {demo_app.database}; "
+        f"running them on {procs} worker processes"
+    )
     demo_app.close()
     run(demo_app, WorkerSettings(database=demo_app.database, procs=procs, threads=1, burst=True))
     failed = [job.id for job in submitted if job.status() != "succeeded"]

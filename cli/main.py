@@ -15,7 +15,9 @@ from .common import JobQGroup, global_db_option
 @click.group(cls=JobQGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @global_db_option
 @click.option(
-    "--log-level", default="info", show_default=True,
+    "--log-level",
+    default="info",
+    show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
     help="How much the worker logs to stderr.",
 )
@@ -31,8 +33,15 @@ def cli(ctx: click.Context, database: str | None, log_level: str) -> None:
 
 
 for command in (
-    submit.submit, worker.worker, show.status, show.list_jobs,
-    manage.retry, manage.cancel, manage.purge, check.check, demo.demo,
+    submit.submit,
+    worker.worker,
+    show.status,
+    show.list_jobs,
+    manage.retry,
+    manage.cancel,
+    manage.purge,
+    check.check,
+    demo.demo,
 ):
     cli.add_command(command)
 

@@ -30,13 +30,28 @@ def cancel(ctx: click.Context, job_id: int, database: str | None) -> None:
 
 
 @click.command()
-@click.option("--status", "statuses", multiple=True, type=click.Choice(TERMINAL),
-              default=("succeeded",), show_default=True, help="Which finished jobs (repeatable).")
-@click.option("--older-than", "older_than", default="7d", show_default=True,
-              metavar="DURATION", help="Finished longer ago than this: 30s, 15m, 12h, 7d, 2w.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(TERMINAL),
+    default=("succeeded",),
+    show_default=True,
+    help="Which finished jobs (repeatable).",
+)
+@click.option(
+    "--older-than",
+    "older_than",
+    default="7d",
+    show_default=True,
+    metavar="DURATION",
+    help="Finished longer ago than this: 30s, 15m, 12h, 7d, 2w.",
+)
 @db_option
 @click.pass_context
-def purge(ctx: click.Context, statuses: tuple[str, ...], older_than: str, database: str | None) -> None:
+def purge(
+    ctx: click.Context, statuses: tuple[str, ...], older_than: str, database: str | None
+) -> None:
     """Delete finished jobs."""
     seconds = parse_duration(older_than)
     count = open_store_of(ctx, database).purge(statuses, seconds)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import json
 import time
-from typing import Any
 
 import click
 from rich.console import Console
@@ -33,12 +32,18 @@ def _ago(timestamp: float) -> str:
 
 def _print_job(console: Console, record: JobRecord) -> None:
     rows = [
-        ("id", str(record.id)), ("task", record.task), ("queue", record.queue),
-        ("status", record.status), ("priority", str(record.priority)),
+        ("id", str(record.id)),
+        ("task", record.task),
+        ("queue", record.queue),
+        ("status", record.status),
+        ("priority", str(record.priority)),
         ("attempts", f"{record.attempts}/{record.max_attempts}"),
-        ("args", json.dumps(record.args)), ("kwargs", json.dumps(record.kwargs)),
-        ("created", _when(record.created_at)), ("run at", _when(record.run_at)),
-        ("started", _when(record.started_at)), ("finished", _when(record.finished_at)),
+        ("args", json.dumps(record.args)),
+        ("kwargs", json.dumps(record.kwargs)),
+        ("created", _when(record.created_at)),
+        ("run at", _when(record.run_at)),
+        ("started", _when(record.started_at)),
+        ("finished", _when(record.finished_at)),
         ("worker", record.worker or "-"),
     ]
     if record.status == "succeeded":
@@ -91,8 +96,13 @@ def status(ctx: click.Context, job_id: int | None, as_json: bool, database: str 
         listing.add_column(column)
     for worker in workers:
         listing.add_row(
-            worker["id"], str(worker["pid"]), worker["host"], str(worker["threads"]),
-            str(worker["running"]), _ago(worker["started_at"]), _ago(worker["heartbeat_at"]),
+            worker["id"],
+            str(worker["pid"]),
+            worker["host"],
+            str(worker["threads"]),
+            str(worker["running"]),
+            _ago(worker["started_at"]),
+            _ago(worker["heartbeat_at"]),
         )
     console.print(listing)
 
@@ -126,8 +136,12 @@ def list_jobs(
     for record in records:
         error = record.error or {}
         table.add_row(
-            str(record.id), record.task, record.queue, record.status,
-            f"{record.attempts}/{record.max_attempts}", _when(record.created_at),
+            str(record.id),
+            record.task,
+            record.queue,
+            record.status,
+            f"{record.attempts}/{record.max_attempts}",
+            _when(record.created_at),
             f"{error.get('type')}: {error.get('message')}" if error else "",
         )
     Console(soft_wrap=True).print(table)

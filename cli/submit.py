@@ -26,10 +26,18 @@ from .common import (
 @click.option("--kwargs", "kwargs_json", metavar="JSON", help="Keyword arguments as a JSON object.")
 @click.option("--queue", help="Queue name (default: the task's, else 'default').")
 @click.option("--priority", type=int, help="Higher runs first (default 0).")
-@click.option("--delay", type=click.FloatRange(min=0), metavar="SECONDS", help="Run no sooner than this.")
-@click.option("--max-attempts", type=click.IntRange(min=1), help="Attempts before the job fails (default 3).")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="Fail an attempt that runs longer than this.")
+@click.option(
+    "--delay", type=click.FloatRange(min=0), metavar="SECONDS", help="Run no sooner than this."
+)
+@click.option(
+    "--max-attempts", type=click.IntRange(min=1), help="Attempts before the job fails (default 3)."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Fail an attempt that runs longer than this.",
+)
 @click.option("--wait", is_flag=True, help="Block until the job ends; print its result.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 @app_option
@@ -60,8 +68,11 @@ def submit(
     options: dict[str, Any] = {
         name: value
         for name, value in (
-            ("queue", queue), ("priority", priority), ("delay", delay),
-            ("max_attempts", max_attempts), ("timeout", timeout),
+            ("queue", queue),
+            ("priority", priority),
+            ("delay", delay),
+            ("max_attempts", max_attempts),
+            ("timeout", timeout),
         )
         if value is not None
     }

@@ -15,16 +15,37 @@ from .common import app_option, database_of, db_option, open_app
 
 @click.command()
 @app_option
-@click.option("--procs", type=click.IntRange(min=0), default=lambda: os.cpu_count() or 1,
-              show_default="CPU count", help="Worker processes (0: threads in this process).")
-@click.option("--threads", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Executor threads per process.")
+@click.option(
+    "--procs",
+    type=click.IntRange(min=0),
+    default=lambda: os.cpu_count() or 1,
+    show_default="CPU count",
+    help="Worker processes (0: threads in this process).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Executor threads per process.",
+)
 @click.option("--queues", metavar="Q1,Q2", help="Only these queues (default: all).")
-@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              metavar="SECONDS", help="On SIGTERM, how long running jobs get to finish.")
-@click.option("--lease", type=click.FloatRange(min=0, min_open=True), default=20.0,
-              show_default=True, metavar="SECONDS",
-              help="A worker silent this long is presumed dead; its jobs run again.")
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="On SIGTERM, how long running jobs get to finish.",
+)
+@click.option(
+    "--lease",
+    type=click.FloatRange(min=0, min_open=True),
+    default=20.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="A worker silent this long is presumed dead; its jobs run again.",
+)
 @click.option("--burst", is_flag=True, help="Exit 0 once no runnable job is left.")
 @db_option
 @click.pass_context
@@ -45,13 +66,20 @@ def worker(
     stops at once. Nothing is lost either way: unfinished jobs are queued again.
     """
     if not app_spec:
-        raise ConfigurationError("jobq worker needs --app MODULE:ATTR (or JOBQ_APP) to know its tasks")
+        raise ConfigurationError(
+            "jobq worker needs --app MODULE:ATTR (or JOBQ_APP) to know its tasks"
+        )
     app = open_app(database_of(ctx, database), app_spec)
     names = tuple(name.strip() for name in queues.split(",")) if queues else None
     settings = WorkerSettings(
-        database=app.database, procs=procs, threads=threads, queues=names,
-        burst=burst, grace=grace, lease=lease,
+        database=app.database,
+        procs=procs,
+        threads=threads,
+        queues=names,
+        burst=burst,
+        grace=grace,
+        lease=lease,
     )
-    app.store  # open and migrate now, so that a bad database fails before any process starts
+    app.store.migrate()  # a bad database fails here, before any process starts
     app.close()
     sys.exit(run(app, settings))
