@@ -47,6 +47,12 @@ from .common import app_option, database_of, db_option, open_app
     help="A worker silent this long is presumed dead; its jobs run again.",
 )
 @click.option("--burst", is_flag=True, help="Exit 0 once no runnable job is left.")
+@click.option(
+    "--max-memory",
+    type=click.IntRange(min=64),
+    metavar="MIB",
+    help="Address space per worker process; a task over it gets MemoryError.",
+)
 @db_option
 @click.pass_context
 def worker(
@@ -58,6 +64,7 @@ def worker(
     grace: float,
     lease: float,
     burst: bool,
+    max_memory: int | None,
     database: str | None,
 ) -> None:
     """Run a supervisor with PROCS worker processes of THREADS threads each.
@@ -79,6 +86,7 @@ def worker(
         burst=burst,
         grace=grace,
         lease=lease,
+        memory_limit=max_memory,
     )
     app.store.migrate()  # a bad database fails here, before any process starts
     app.close()

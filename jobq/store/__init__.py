@@ -12,7 +12,13 @@ from .base import Store
 __all__ = ["DatabaseConfig", "Store", "open_store", "parse_database"]
 
 DEFAULT_DATABASE = "jobq.db"
-_SQLITE_OPTIONS = {"synchronous": ("normal", "full", "off", "extra"), "busy_timeout": None}
+# URL options: allowed values, or None for a whole number. busy_timeout is in milliseconds;
+# max_page_count caps the database's size in pages (a full "disk" then refuses writes).
+_SQLITE_OPTIONS = {
+    "synchronous": ("normal", "full", "off", "extra"),
+    "busy_timeout": None,
+    "max_page_count": None,
+}
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,7 @@ def parse_database(location: str | Path) -> DatabaseConfig:
                 f"bad value {value!r} for {key} (one of: {', '.join(allowed)})"
             )
         if allowed is None and not value.isdigit():
-            raise ConfigurationError(f"bad value {value!r} for {key}: a whole number of ms")
+            raise ConfigurationError(f"bad value {value!r} for {key}: a whole number")
         options[key] = value
     return DatabaseConfig("sqlite", Path(raw_path).expanduser(), options)
 

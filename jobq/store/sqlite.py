@@ -25,6 +25,7 @@ from ..errors import (
     JobNotFoundError,
     SchemaVersionError,
 )
+from ..faults import fault
 from ..models import STATUSES, TERMINAL, ClaimedJob, JobRecord, NewJob, Outcome, WorkerRecord
 from . import DatabaseConfig
 from .base import Store
@@ -89,6 +90,7 @@ class SQLiteStore(Store):
         self.url = config.url
         self.synchronous = config.options.get("synchronous", "normal").upper()
         self.busy_timeout_ms = int(config.options.get("busy_timeout", DEFAULT_BUSY_TIMEOUT_MS))
+        self.max_page_count = int(config.options.get("max_page_count", 0))
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -168,6 +170,8 @@ class SQLiteStore(Store):
                 )
                 connection.execute("PRAGMA journal_mode = WAL")
                 connection.execute(f"PRAGMA synchronous = {self.synchronous}")
+                if self.max_page_count:
+                    connection.execute(f"PRAGMA max_page_count = {self.max_page_count}")
             except sqlite3.Error as error:
                 raise _translate(error, self.path) from None
             self._local.connection = connection
@@ -311,6 +315,7 @@ class SQLiteStore(Store):
                     },
                 )
                 applied.append(cursor.rowcount == 1)
+                fault("mid_complete")
         return applied
 
     def changed(self) -> bool:

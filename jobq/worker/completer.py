@@ -17,6 +17,7 @@ from typing import Any
 
 from ..context import JobContext
 from ..errors import DatabaseError
+from ..faults import fault
 from ..models import ClaimedJob, Outcome
 from ..store import Store
 from ..tasks import Task
@@ -97,7 +98,8 @@ class Completer:
                 log.warning("could not record %d outcomes, retrying: %s", len(batch), error)
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
-        for (outcome, job), ok in zip(batch, applied, strict=False):
+        fault("after_complete")
+        for (outcome, job), ok in zip(batch, applied, strict=True):
             if not ok:
                 self.ignored += 1
                 log.warning(

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import DatabaseError
+from ..faults import fault
 from ..models import ClaimedJob
 from ..store import Store, open_store
 from ..tasks import Task
@@ -26,7 +27,9 @@ from .execute import execute, timeout_outcome
 from .settings import EXIT_OK, EXIT_RECYCLE, WorkerSettings
 
 log = logging.getLogger("jobq.worker")
-HOST = socket.gethostname()
+# The host name workers record. JOBQ_HOSTNAME overrides it where several machines (or
+# containers) would otherwise report the same name.
+HOST = os.environ.get("JOBQ_HOSTNAME") or socket.gethostname()
 
 
 class WorkerProcess:
@@ -77,6 +80,9 @@ class WorkerProcess:
 
     def install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
+        # Past a file size limit, writes should fail with an error the store reports and
+        # retries, not kill the process.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         if self.child:
             # Ctrl-C reaches the whole process group; the supervisor decides for its children.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -167,6 +173,7 @@ class WorkerProcess:
             for _ in range(free - len(jobs)):
                 self.slots.release()
             if jobs:
+                fault("after_claim")
                 with self.lock:
                     self.in_flight += len(jobs)
                 for job in jobs:
@@ -243,7 +250,9 @@ class WorkerProcess:
             key = (job.id, job.attempts)
             with self.lock:
                 self.active[key] = (job, deadline)
+            fault("before_task")
             outcome = execute(self.tasks, job, self.worker_id)
+            fault("after_task")
             with self.lock:
                 self.active.pop(key, None)
                 abandoned = key in self.abandoned

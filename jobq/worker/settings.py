@@ -25,6 +25,9 @@ class WorkerSettings:
     batch: int = 32  # most jobs claimed in one transaction (never more than free threads)
     poll: float = 0.001  # seconds between PRAGMA data_version checks while idle
     backstop: float = 1.0  # seconds between full claim attempts while idle, whatever changed
+    # MiB of address space each worker process may use (RLIMIT_AS); a task that needs more
+    # gets MemoryError instead of taking the machine down. None: no limit. procs >= 1 only.
+    memory_limit: int | None = None
 
     def __post_init__(self) -> None:
         if self.procs < 0:
@@ -35,6 +38,10 @@ class WorkerSettings:
             raise ConfigurationError(f"grace must be 0 or more seconds, not {self.grace}")
         if self.lease <= 0:
             raise ConfigurationError(f"lease must be more than 0 seconds, not {self.lease}")
+        if self.memory_limit is not None and self.memory_limit < 64:
+            raise ConfigurationError(f"memory limit must be >= 64 MiB, not {self.memory_limit}")
+        if self.memory_limit is not None and self.procs == 0:
+            raise ConfigurationError("a memory limit needs worker processes (procs >= 1)")
         if self.queues is not None and not all(self.queues):
             raise ConfigurationError("queue names must not be empty")
 

@@ -13,6 +13,7 @@ import ctypes
 import logging
 import multiprocessing
 import os
+import resource
 import secrets
 import signal
 import time
@@ -52,6 +53,9 @@ def _child_main(
     _die_with_parent()
     if os.getppid() != supervisor_pid:  # the supervisor died before prctl took effect
         os._exit(1)
+    if settings.memory_limit:
+        limit = settings.memory_limit * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     def beat() -> None:
         pulse.value = time.monotonic()

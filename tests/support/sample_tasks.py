@@ -73,3 +73,27 @@ def crash(code: int = 3) -> None:
 @app.task
 def pid() -> int:
     return os.getpid()
+
+
+@app.task(max_attempts=2)
+def segfault() -> None:
+    """Dereferences a null pointer: the process dies of SIGSEGV."""
+    import ctypes
+
+    _mark("segfault")
+    ctypes.string_at(0)
+
+
+@app.task(max_attempts=2)
+def hog(megabytes: int = 4096) -> int:
+    """Allocates far more memory than a worker's --max-memory allows."""
+    _mark("hog")
+    block = bytearray(megabytes * 1024 * 1024)
+    return len(block)
+
+
+@app.task(name="chaos.touch", max_attempts=100)
+def touch(number: int) -> int:
+    """A short job whose every run is counted in JOBQ_TEST_LOG."""
+    _mark("touch")
+    return number

@@ -35,6 +35,7 @@ def test_paths_and_urls(text: str, path: Path, options: dict[str, str]) -> None:
         ("sqlite:///x.db?synchronous=sometimes", "bad value 'sometimes' for synchronous"),
         ("sqlite:///x.db?fast=yes", "unknown SQLite URL option 'fast'"),
         ("sqlite:///x.db?busy_timeout=soon", "whole number"),
+        ("sqlite:///x.db?max_page_count=-1", "whole number"),
         ("postgresql://localhost/test", "PostgreSQL"),
     ],
 )
