@@ -44,7 +44,7 @@ _CLAIM = """
 UPDATE jobs SET status = 'running', worker_id = :worker, attempts = attempts + 1,
     started_at = :now, finished_at = NULL
 WHERE id IN (
-    SELECT id FROM jobs
+    SELECT id FROM jobs INDEXED BY {index}
     WHERE status IN ('queued', 'scheduled') AND run_at <= :now {queues}
     ORDER BY priority DESC, run_at, id
     LIMIT :limit
@@ -283,12 +283,19 @@ class SQLiteStore(Store):
             return []
         parameters: dict[str, Any] = {"worker": worker_id, "now": time.time(), "limit": limit}
         filter_sql = ""
+        # Name the index: without statistics the planner may pick jobs_status and sort every
+        # waiting job on each claim. One queue walks its own index in claim order; several
+        # queues walk the all-queue index in claim order and skip other queues' rows.
+        index = "jobs_waiting_any_queue"
         if queues:
-            names = [f":q{index}" for index in range(len(queues))]
+            names = [f":q{number}" for number in range(len(queues))]
             filter_sql = f"AND queue IN ({', '.join(names)})"
-            parameters.update({f"q{index}": queue for index, queue in enumerate(queues)})
+            parameters.update({f"q{number}": queue for number, queue in enumerate(queues)})
+            if len(queues) == 1:
+                index = "jobs_waiting"
+        sql = _CLAIM.format(index=index, queues=filter_sql)
         with self._write() as connection:
-            rows = connection.execute(_CLAIM.format(queues=filter_sql), parameters).fetchall()
+            rows = connection.execute(sql, parameters).fetchall()
         now = parameters["now"]
         jobs = [ClaimedJob(*row) for row in rows]
         for job in jobs:
@@ -335,7 +342,8 @@ class SQLiteStore(Store):
     def next_run_at(self, queues: Sequence[str] | None) -> float | None:
         where, parameters = self._queue_filter(queues)
         rows = self._read(
-            f"SELECT MIN(run_at) FROM jobs WHERE status IN ('queued', 'scheduled'){where}",
+            "SELECT MIN(run_at) FROM jobs INDEXED BY jobs_due"
+            f" WHERE status IN ('queued', 'scheduled'){where}",
             parameters,
         )
         return rows[0][0]
@@ -343,7 +351,7 @@ class SQLiteStore(Store):
     def runnable_count(self, queues: Sequence[str] | None) -> int:
         where, parameters = self._queue_filter(queues)
         rows = self._read(
-            "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'scheduled')"
+            "SELECT COUNT(*) FROM jobs INDEXED BY jobs_due WHERE status IN ('queued', 'scheduled')"
             f" AND run_at <= ?{where}",
             [time.time(), *parameters],
         )
