@@ -184,6 +184,8 @@ class JobQ:
         )
         if lease is not None:
             settings = settings.with_lease(lease)
+        if procs > 0:
+            self.close()  # no connection may cross the fork; it reopens on next use
         return run(self, settings)
 
 

@@ -57,6 +57,7 @@ class ClaimedJob:
     max_attempts: int
     timeout: float | None
     priority: int = 0
+    claim: int = 0  # the job's claim counter for this claim: the token outcomes are fenced on
     started_at: float = 0.0
 
 
@@ -70,7 +71,7 @@ class Outcome:
 
     job_id: int
     worker_id: str
-    attempt: int  # the attempt this outcome belongs to: part of the fence
+    claim: int  # the claim this outcome belongs to (ClaimedJob.claim): part of the fence
     status: str
     result: str | None = None  # JSON text
     error: str | None = None  # JSON text: {"type", "message", "traceback"}

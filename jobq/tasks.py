@@ -166,7 +166,7 @@ class Task:
     # -- submitting ------------------------------------------------------------------------
 
     def options(self, **overrides: Any) -> TaskCall:
-        """Override queue, priority, delay, max_attempts, timeout or backoff for some calls."""
+        """Override queue, priority, delay, max_attempts or timeout for some calls."""
         return TaskCall(self, self.defaults).options(**overrides)
 
     def submit(self, *args: Any, **kwargs: Any) -> Job:
@@ -184,6 +184,12 @@ class TaskCall:
         self.settings = options
 
     def options(self, **overrides: Any) -> TaskCall:
+        per_task = {"backoff", "max_backoff"} & set(overrides)
+        if per_task:
+            raise ConfigurationError(
+                f"{', '.join(sorted(per_task))} is set per task (@app.task(backoff=...)), "
+                "not per call"
+            )
         unknown = set(overrides) - set(TaskOptions.__dataclass_fields__)
         if unknown:
             raise ConfigurationError(

@@ -88,10 +88,12 @@ def start_worker(cli_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[.
     """Start ``jobq worker --app tests.support.sample_tasks:app ARGS...``; killed at teardown."""
     handles: list[WorkerHandle] = []
 
-    def start(*args: str, app: str = "tests.support.sample_tasks:app") -> WorkerHandle:
+    def start(
+        *args: str, app: str = "tests.support.sample_tasks:app", env: dict[str, str] | None = None
+    ) -> WorkerHandle:
         log = tmp_path / f"worker-{len(handles)}.log"
         process = subprocess.Popen(
-            [*JOBQ, "worker", "--app", app, *args], env=cli_env, cwd=tmp_path,
+            [*JOBQ, "worker", "--app", app, *args], env={**cli_env, **(env or {})}, cwd=tmp_path,
             stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
         )
         handle = WorkerHandle(process, log)

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlite_utils
 
@@ -42,14 +43,14 @@ _JOB_COLUMNS = (
 
 _CLAIM = """
 UPDATE jobs SET status = 'running', worker_id = :worker, attempts = attempts + 1,
-    started_at = :now, finished_at = NULL
+    claims = claims + 1, started_at = :now, finished_at = NULL
 WHERE id IN (
     SELECT id FROM jobs INDEXED BY {index}
     WHERE status IN ('queued', 'scheduled') AND run_at <= :now {queues}
     ORDER BY priority DESC, run_at, id
     LIMIT :limit
 ) AND EXISTS (SELECT 1 FROM workers WHERE id = :worker)
-RETURNING id, task, queue, args, kwargs, attempts, max_attempts, timeout, priority
+RETURNING id, task, queue, args, kwargs, attempts, max_attempts, timeout, priority, claims
 """
 
 # Fenced: applies only while the job is still running and held by this worker.
@@ -62,7 +63,7 @@ UPDATE jobs SET status = :status,
     attempts = MAX(attempts - :refund, 0),
     worker_id = CASE WHEN :status IN ('succeeded', 'failed', 'cancelled')
         THEN worker_id ELSE NULL END
-WHERE id = :id AND status = 'running' AND worker_id = :worker AND attempts = :attempt
+WHERE id = :id AND status = 'running' AND worker_id = :worker AND claims = :claim
 """
 
 
@@ -106,10 +107,23 @@ class SQLiteStore(Store):
         if path.is_dir():
             raise DatabaseError(f"{path} is a directory, not a database file")
         if path.exists():
-            with open(path, "rb") as handle:
-                header = handle.read(len(_HEADER))
-            if header and header != _HEADER:
-                raise DatabaseError(f"{path} is not an SQLite database; refusing to touch it")
+            # Read the header through SQLite (read-only), never with open(): closing another
+            # descriptor of the file drops every POSIX lock this process holds on it, and a
+            # process that holds none lets another one delete the live WAL: committed
+            # transactions are lost.
+            uri = f"file:{quote(str(path))}?mode=ro"
+            try:
+                probe = sqlite3.connect(uri, uri=True, timeout=self.busy_timeout_ms / 1000)
+                try:
+                    probe.execute("PRAGMA schema_version").fetchone()
+                finally:
+                    probe.close()
+            except sqlite3.Error as error:
+                if "not a database" in str(error):
+                    raise DatabaseError(
+                        f"{path} is not an SQLite database; refusing to touch it"
+                    ) from None
+                raise _translate(error, path) from None
             return
         if not create:
             raise DatabaseError(f"no database at {path} (check --db or JOBQ_DB)")
@@ -312,7 +326,7 @@ class SQLiteStore(Store):
                     {
                         "id": outcome.job_id,
                         "worker": outcome.worker_id,
-                        "attempt": outcome.attempt,
+                        "claim": outcome.claim,
                         "status": outcome.status,
                         "result": outcome.result,
                         "error": outcome.error,

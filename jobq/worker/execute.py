@@ -31,10 +31,10 @@ def failure(job: ClaimedJob, worker_id: str, error: str, *, retry_at: float | No
     now = time.time()
     if retry_at is not None and job.attempts < job.max_attempts:
         return Outcome(
-            job.id, worker_id, job.attempts, "scheduled", error=error, run_at=retry_at,
+            job.id, worker_id, job.claim, "scheduled", error=error, run_at=retry_at,
             finished_at=now,
         )
-    return Outcome(job.id, worker_id, job.attempts, "failed", error=error, finished_at=now)
+    return Outcome(job.id, worker_id, job.claim, "failed", error=error, finished_at=now)
 
 
 def timeout_outcome(job: ClaimedJob, worker_id: str, task: Task | None) -> Outcome:
@@ -86,10 +86,15 @@ def execute(tasks: Mapping[str, Task], job: ClaimedJob, worker_id: str) -> Outco
         set_current_job(None)
     try:
         result = encode(value, "the result")
+        if len(result) > task.app.max_payload:
+            raise PayloadError(
+                f"the result is {len(result)} characters of JSON, over the limit of "
+                f"{task.app.max_payload}"
+            )
     except PayloadError as error:
         return failure(job, worker_id, error_json("PayloadError", str(error)), retry_at=None)
     return Outcome(
-        job.id, worker_id, job.attempts, "succeeded", result=result, finished_at=time.time(),
+        job.id, worker_id, job.claim, "succeeded", result=result, finished_at=time.time(),
         extra=value,
     )
 

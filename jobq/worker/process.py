@@ -24,7 +24,7 @@ from ..store import Store, open_store
 from ..tasks import Task
 from .completer import Completer
 from .execute import execute, timeout_outcome
-from .settings import EXIT_OK, EXIT_RECYCLE, WorkerSettings
+from .settings import EXIT_CRASHED, EXIT_OK, EXIT_RECYCLE, WorkerSettings
 
 log = logging.getLogger("jobq.worker")
 # The host name workers record. JOBQ_HOSTNAME overrides it where several machines (or
@@ -68,6 +68,7 @@ class WorkerProcess:
         self.stopping = threading.Event()  # stop claiming
         self.finished = threading.Event()  # everything is over; background threads end
         self.stop_requests = 0
+        self.crashed = False  # the fetcher died of a bug: exit non-zero
         self.executors: list[threading.Thread] = []
         self.completer: Completer | None = None
 
@@ -92,11 +93,11 @@ class WorkerProcess:
     def run(self) -> int:
         settings = self.settings
         self.store = store = open_store(settings.database)
-        store.register_worker(
-            self.worker_id, kind="worker", pid=os.getpid(), host=HOST,
-            supervisor_pid=self.supervisor_pid, queues=settings.queues, threads=settings.threads,
-        )
-        self.completer = Completer(store, self.tasks)
+        self._register(patience=settings.lease)
+        # A slot comes back once its job's outcome is recorded, not when it is handed over:
+        # a process never holds more than `threads` unrecorded jobs, however far the
+        # completer falls behind, so a crash reruns at most `threads` jobs.
+        self.completer = Completer(store, self.tasks, on_recorded=self.slots.release)
         self.completer.start()
         for _ in range(settings.threads):
             self._start_executor()
@@ -144,47 +145,87 @@ class WorkerProcess:
         else:
             log.info("worker %s stopped", self.worker_id)
         self.store.close()
-        return EXIT_OK
+        return EXIT_CRASHED if self.crashed else EXIT_OK
+
+    def _register(self, patience: float) -> None:
+        """Record this worker, waiting out a locked database for up to ``patience`` s."""
+        assert self.store is not None
+        deadline = time.monotonic() + patience
+        pause = 0.05
+        while True:
+            try:
+                self.store.register_worker(
+                    self.worker_id, kind="worker", pid=os.getpid(), host=HOST,
+                    supervisor_pid=self.supervisor_pid, queues=self.settings.queues,
+                    threads=self.settings.threads,
+                )
+                return
+            except DatabaseError as error:
+                if time.monotonic() + pause > deadline or self.stopping.is_set():
+                    raise
+                log.warning("could not register worker %s yet: %s", self.worker_id, error)
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     # -- producer ----------------------------------------------------------------------------
 
     def _fetch_loop(self) -> None:
+        pause = 0.05
+        try:
+            while not self.stopping.is_set():
+                try:
+                    if self._fetch_once():
+                        break
+                    pause = 0.05
+                except DatabaseError as error:
+                    # Locked or full: nothing was claimed. Wait and try again.
+                    log.warning("fetching jobs failed, retrying in %.2f s: %s", pause, error)
+                    self.stopping.wait(pause)
+                    pause = min(pause * 2, 2.0)
+            self._hand_back_prefetched()
+        except Exception:
+            # A bug, not a database hiccup: stop this worker so that its supervisor (or the
+            # lease) hands its jobs to a fresh process instead of leaving a worker that
+            # heartbeats but never claims.
+            log.exception("the fetcher of worker %s failed; stopping", self.worker_id)
+            self.crashed = True
+            self.stopping.set()
+
+    def _fetch_once(self) -> bool:
+        """Claim jobs for the free slots and hand them over, or wait for work.
+
+        Returns True when a burst worker has nothing left to do.
+        """
         settings = self.settings
         store = self.store
-        assert store is not None and self.completer is not None
-        pause = 0.05
-        while not self.stopping.is_set():
-            if not self.slots.acquire(timeout=0.05):
-                continue
-            free = 1
-            while free < settings.batch and self.slots.acquire(blocking=False):
-                free += 1
+        assert store is not None
+        if not self.slots.acquire(timeout=0.05):
+            return False
+        free = 1
+        while free < settings.batch and self.slots.acquire(blocking=False):
+            free += 1
+        try:
             store.changed()  # the baseline: any commit after this wakes an idle wait
-            try:
-                jobs = store.claim(self.worker_id, settings.queues, free)
-                pause = 0.05
-            except DatabaseError as error:
-                for _ in range(free):
-                    self.slots.release()
-                log.warning("claim failed, retrying: %s", error)
-                self.stopping.wait(pause)
-                pause = min(pause * 2, 2.0)
-                continue
-            for _ in range(free - len(jobs)):
+            jobs = store.claim(self.worker_id, settings.queues, free)
+        except BaseException:
+            for _ in range(free):
                 self.slots.release()
-            if jobs:
-                fault("after_claim")
-                with self.lock:
-                    self.in_flight += len(jobs)
-                for job in jobs:
-                    self.inbox.put(job)
-                continue
-            if settings.burst and self._drained():
-                log.info("worker %s: no runnable job left (burst)", self.worker_id)
-                self.stopping.set()
-                break
-            self._wait_for_work()
-        self._hand_back_prefetched()
+            raise
+        for _ in range(free - len(jobs)):
+            self.slots.release()
+        if jobs:
+            fault("after_claim")
+            with self.lock:
+                self.in_flight += len(jobs)
+            for job in jobs:
+                self.inbox.put(job)
+            return False
+        if settings.burst and self._drained():
+            log.info("worker %s: no runnable job left (burst)", self.worker_id)
+            self.stopping.set()
+            return True
+        self._wait_for_work()
+        return False
 
     def _drained(self) -> bool:
         """Burst mode: nothing in flight here, outcomes recorded, nothing runnable."""
@@ -223,7 +264,10 @@ class WorkerProcess:
             if job is not None:
                 returned.append(job.id)
         if returned:
-            self.store.release_jobs(self.worker_id, returned)
+            try:
+                self.store.release_jobs(self.worker_id, returned)
+            except DatabaseError as error:  # they are released with the worker at shutdown
+                log.warning("could not hand back prefetched jobs yet: %s", error)
             with self.lock:
                 self.in_flight -= len(returned)
             for _ in returned:
@@ -247,7 +291,7 @@ class WorkerProcess:
             if job is None:
                 return
             deadline = time.monotonic() + job.timeout if job.timeout else None
-            key = (job.id, job.attempts)
+            key = (job.id, job.claim)
             with self.lock:
                 self.active[key] = (job, deadline)
             fault("before_task")
@@ -266,7 +310,6 @@ class WorkerProcess:
             # this outcome already in the completer's inbox.
             with self.lock:
                 self.in_flight -= 1
-            self.slots.release()
 
     # -- watchdogs -------------------------------------------------------------------------
 
@@ -278,8 +321,8 @@ class WorkerProcess:
             if not expired:
                 return
             for job in expired:
-                del self.active[(job.id, job.attempts)]
-                self.abandoned.add((job.id, job.attempts))
+                del self.active[(job.id, job.claim)]
+                self.abandoned.add((job.id, job.claim))
                 self.in_flight -= 1
         assert self.store is not None and self.completer is not None
         for job in expired:
@@ -289,7 +332,6 @@ class WorkerProcess:
         if not self.child:
             for _ in expired:
                 self._start_executor()
-                self.slots.release()
             return
         # A thread cannot be killed: recycle the process. Record the timeouts, queue the
         # other running jobs again without counting their attempt, and exit.
@@ -313,11 +355,7 @@ class WorkerProcess:
                 if not store.heartbeat(self.worker_id):
                     # We were presumed dead and our jobs queued again; carry on as a new worker.
                     log.warning("worker %s was reaped; registering again", self.worker_id)
-                    store.register_worker(
-                        self.worker_id, kind="worker", pid=os.getpid(), host=HOST,
-                        supervisor_pid=self.supervisor_pid, queues=settings.queues,
-                        threads=settings.threads,
-                    )
+                    self._register(patience=0)
                 if time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + settings.lease / 2
                     reaped = store.reap(settings.lease, host=HOST)

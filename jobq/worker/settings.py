@@ -9,6 +9,7 @@ from ..errors import ConfigurationError
 # Exit codes of a worker process, read by the supervisor.
 EXIT_OK = 0
 EXIT_RECYCLE = 75  # stopped itself after a job timeout; restart at once, no backoff
+EXIT_CRASHED = 70  # a bug stopped it; its jobs are queued again and it is restarted
 
 
 @dataclass(frozen=True)

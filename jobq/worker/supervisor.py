@@ -16,6 +16,7 @@ import os
 import resource
 import secrets
 import signal
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -70,6 +71,9 @@ def _child_main(
         log.exception("worker %s crashed", worker_id)
         code = 1
     logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):  # os._exit skips the flush: keep tasks' prints
+        with contextlib.suppress(Exception):
+            stream.flush()
     os._exit(code)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 
@@ -13,17 +14,21 @@ from jobq.store import Store
 
 
 def new(task: str = "t.add", queue: str = "default", **fields: object) -> NewJob:
-    return NewJob(task=task, args=json.dumps(fields.pop("args", [1, 2])), kwargs="{}",
-                  queue=queue, **fields)  # type: ignore[arg-type]
+    return NewJob(
+        task=task, args=json.dumps(fields.pop("args", [1, 2])), kwargs="{}", queue=queue, **fields
+    )  # type: ignore[arg-type]
 
 
 def register(store: Store, worker_id: str = "w1", pid: int = 1, host: str = "h") -> str:
-    store.register_worker(worker_id, kind="worker", pid=pid, host=host, supervisor_pid=None,
-                          queues=None, threads=4)
+    store.register_worker(
+        worker_id, kind="worker", pid=pid, host=host, supervisor_pid=None, queues=None, threads=4
+    )
     return worker_id
 
 
-def done(job_id: int, worker: str, attempt: int = 1, status: str = "succeeded", **kw: object) -> Outcome:
+def done(
+    job_id: int, worker: str, attempt: int = 1, status: str = "succeeded", **kw: Any
+) -> Outcome:
     return Outcome(job_id, worker, attempt, status, finished_at=time.time(), **kw)  # type: ignore[arg-type]
 
 
@@ -82,11 +87,15 @@ def test_complete_records_outcomes_and_is_fenced(store: Store) -> None:
     worker, other = register(store, "w1"), register(store, "w2")
     a, b, c = store.enqueue([new(), new(), new()])
     store.claim(worker, None, 3)
-    applied = store.complete([
-        done(a, worker, result="3"),
-        done(b, worker, status="failed", error=json.dumps({"type": "ValueError", "message": "x"})),
-        done(c, other),  # not held by `other`: must change nothing
-    ])
+    applied = store.complete(
+        [
+            done(a, worker, result="3"),
+            done(
+                b, worker, status="failed", error=json.dumps({"type": "ValueError", "message": "x"})
+            ),
+            done(c, other),  # not held by `other`: must change nothing
+        ]
+    )
     assert applied == [True, True, False]
     assert store.get_job(a).status == "succeeded" and store.get_job(a).result == 3
     assert store.get_job(b).error == {"type": "ValueError", "message": "x"}
@@ -256,3 +265,34 @@ def test_describe_reports_schema_counts_and_integrity(store: Store) -> None:
     assert facts["schema_version"] == store.schema_version()
     assert facts["tables"]["jobs"] == 2
     assert facts["integrity"] == "ok"
+
+
+def test_a_late_outcome_never_lands_on_a_later_claim_of_the_same_worker(store: Store) -> None:
+    # w1 claims, stalls and is reaped (the job fails: no attempt left); an operator retries
+    # it; w1 registers again and claims it again as attempt 1. The first claim's late outcome
+    # must not land on the second.
+    worker = register(store)
+    [job_id] = store.enqueue([new(max_attempts=1)])
+    [first] = store.claim(worker, None, 1)
+    time.sleep(0.02)
+    assert store.reap(lease=0.01) == [worker]
+    assert store.get_job(job_id).status == "failed"
+    store.retry_job(job_id)
+    register(store)
+    [second] = store.claim(worker, None, 1)
+    assert second.attempts == first.attempts == 1 and second.claim > first.claim
+    late = Outcome(job_id, worker, first.claim, "failed", error="{}", finished_at=time.time())
+    assert store.complete([late]) == [False]
+    assert store.complete([done(job_id, worker, attempt=second.claim, result="2")]) == [True]
+    assert store.get_job(job_id).result == 2
+
+
+def test_ids_are_never_reused_after_a_purge(store: Store) -> None:
+    worker = register(store)
+    [first] = store.enqueue([new()])
+    store.claim(worker, None, 1)
+    store.complete([done(first, worker)])
+    time.sleep(0.01)
+    assert store.purge(["succeeded"], older_than=0) == 1
+    [second] = store.enqueue([new()])
+    assert second > first

@@ -97,3 +97,10 @@ def touch(number: int) -> int:
     """A short job whose every run is counted in JOBQ_TEST_LOG."""
     _mark("touch")
     return number
+
+
+@app.task
+def big(size: int) -> str:
+    """Returns a string of ``size`` bytes: storing the result needs new database pages."""
+    _mark("big")
+    return "x" * size

@@ -16,8 +16,11 @@ from jobq.store import parse_database
         ("sqlite:///jobq.db", Path("jobq.db"), {}),
         ("sqlite:////var/lib/jobq.db", Path("/var/lib/jobq.db"), {}),
         ("sqlite:///jobq.db?synchronous=full", Path("jobq.db"), {"synchronous": "full"}),
-        ("sqlite:///jobq.db?synchronous=NORMAL&busy_timeout=100", Path("jobq.db"),
-         {"synchronous": "normal", "busy_timeout": "100"}),
+        (
+            "sqlite:///jobq.db?synchronous=NORMAL&busy_timeout=100",
+            Path("jobq.db"),
+            {"synchronous": "normal", "busy_timeout": "100"},
+        ),
     ],
 )
 def test_paths_and_urls(text: str, path: Path, options: dict[str, str]) -> None:

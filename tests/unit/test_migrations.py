@@ -10,8 +10,8 @@ import sqlite_utils
 
 from jobq.errors import DatabaseError, SchemaVersionError
 from jobq.store import open_store, parse_database
-from jobq.store.sqlite import SQLiteStore
 from jobq.store.migrations import migrations
+from jobq.store.sqlite import SQLiteStore
 
 
 def schema(path: Path) -> dict[str, str]:
@@ -21,8 +21,9 @@ def schema(path: Path) -> dict[str, str]:
     for row in database.query("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL"):
         found[f"{row['type']}:{row['name']}"] = " ".join(row["sql"].split())
     for table in database.tables:
-        found[f"columns:{table.name}"] = repr([(c.name, c.type, c.notnull, c.default_value)
-                                               for c in table.columns])
+        found[f"columns:{table.name}"] = repr(
+            [(c.name, c.type, c.notnull, c.default_value) for c in table.columns]
+        )
     return found
 
 
@@ -61,8 +62,11 @@ def test_fresh_and_stepwise_migrated_databases_are_identical(tmp_path: Path) -> 
     store.close()
 
     assert schema(stepwise) == schema(fresh)
-    versions = sqlite_utils.Database(stepwise).execute(
-        "SELECT version FROM jobq_migrations ORDER BY version").fetchall()
+    versions = (
+        sqlite_utils.Database(stepwise)
+        .execute("SELECT version FROM jobq_migrations ORDER BY version")
+        .fetchall()
+    )
     assert [v for (v,) in versions] == [m.version for m in migrations("sqlite")]
 
 

@@ -120,4 +120,14 @@ def test_submit_by_name(registry: JobQ) -> None:
         registry.submit("known", args=["nope"])
     job = registry.submit("unknown.elsewhere", args=[1], kwargs={"a": [1]}, queue="q")
     record = job.info()
-    assert record.task == "unknown.elsewhere" and record.queue == "q" and record.kwargs == {"a": [1]}
+    assert (
+        record.task == "unknown.elsewhere" and record.queue == "q" and record.kwargs == {"a": [1]}
+    )
+
+
+def test_backoff_is_per_task_not_per_call(registry: JobQ) -> None:
+    @registry.task(backoff=0.5)
+    def noop() -> None: ...
+
+    with pytest.raises(ConfigurationError, match="backoff is set per task"):
+        noop.options(backoff=0.01)
