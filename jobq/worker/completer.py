@@ -2,8 +2,9 @@
 
 Executor threads hand each outcome over with ``submit`` (the completion callback of the
 blog's ``apply_async``); one completer thread writes whatever has piled up in a single
-transaction. Under load, outcomes pile up while the previous batch commits, so batches grow
-by themselves; when idle, a lone outcome is written at once.
+transaction. Under load, outcomes pile up while the previous batch commits (up to one per
+executor: a slot is given back only once its outcome is recorded); when idle, a lone outcome
+is written at once.
 """
 
 from __future__ import annotations
