@@ -100,8 +100,12 @@ class JobQ:
         if unknown:
             raise ConfigurationError(f"unknown task option(s): {', '.join(sorted(unknown))}")
         task = Task(
-            self, func, name=name, options=TaskOptions(**settings),
-            on_success=on_success, on_failure=on_failure,
+            self,
+            func,
+            name=name,
+            options=TaskOptions(**settings),
+            on_success=on_success,
+            on_failure=on_failure,
         )
         existing = self.tasks.get(task.name)
         if existing is not None and existing.func is not func:
@@ -141,13 +145,18 @@ class JobQ:
         new_jobs = []
         for args, kwargs in calls:
             if not isinstance(task, _Unregistered):
-                args, kwargs = task.to_json_values(*task.bind(args, kwargs))
+                args, kwargs = task.to_json_values(args, kwargs)
             args_text, kwargs_text = encode_arguments(args, kwargs, self.max_payload)
             new_jobs.append(
                 NewJob(
-                    task=task.name, args=args_text, kwargs=kwargs_text, queue=options.queue,
-                    priority=options.priority, max_attempts=options.max_attempts,
-                    timeout=options.timeout, run_at=run_at,
+                    task=task.name,
+                    args=args_text,
+                    kwargs=kwargs_text,
+                    queue=options.queue,
+                    priority=options.priority,
+                    max_attempts=options.max_attempts,
+                    timeout=options.timeout,
+                    run_at=run_at,
                 )
             )
         if not new_jobs:
@@ -179,8 +188,12 @@ class JobQ:
         from .worker import WorkerSettings, run
 
         settings = WorkerSettings(
-            database=self.database, procs=procs, threads=threads,
-            queues=tuple(queues) if queues else None, burst=burst, grace=grace,
+            database=self.database,
+            procs=procs,
+            threads=threads,
+            queues=tuple(queues) if queues else None,
+            burst=burst,
+            grace=grace,
         )
         if lease is not None:
             settings = settings.with_lease(lease)

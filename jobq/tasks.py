@@ -101,35 +101,56 @@ class Task:
         except Exception:  # noqa: BLE001 - unresolvable hints: validate nothing, bind only
             hints = {}
         hints.pop("return", None)
-        return {
-            name: TypeAdapter(hint) for name, hint in hints.items() if hint is not typing.Any
-        }
+        return {name: TypeAdapter(hint) for name, hint in hints.items() if hint is not typing.Any}
 
     def bind(self, args: Iterable[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Check arguments against the signature and type hints; return the validated values.
 
         Raises ArgumentError naming the parameter that does not fit.
         """
+        bound = self._bind(args, kwargs)
+        self._convert(bound, self._check)
+        return list(bound.args), dict(bound.kwargs)
+
+    def to_json_values(
+        self, args: Iterable[Any], kwargs: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """Check arguments like ``bind``; return them in JSON form (datetimes as ISO text,
+        models as dicts...), ready to store."""
+        bound = self._bind(args, kwargs)
+
+        def dump(adapter: TypeAdapter[Any], name: str, value: Any) -> Any:
+            return adapter.dump_python(self._check(adapter, name, value), mode="json")
+
+        self._convert(bound, dump)
+        return list(bound.args), dict(bound.kwargs)
+
+    def _bind(self, args: Iterable[Any], kwargs: dict[str, Any]) -> inspect.BoundArguments:
         try:
-            bound = self._signature.bind(*args, **kwargs)
+            return self._signature.bind(*args, **kwargs)
         except TypeError as error:
             raise ArgumentError(f"arguments do not fit {self.name}: {error}") from None
+
+    def _convert(
+        self, bound: inspect.BoundArguments, convert: Callable[[TypeAdapter[Any], str, Any], Any]
+    ) -> None:
+        """Replace each annotated argument (each item of *args and **kwargs) by convert()."""
         adapters = self._adapters
-        if adapters:
-            parameters = self._signature.parameters
-            for name, value in bound.arguments.items():
-                adapter = adapters.get(name)
-                if adapter is None:
-                    continue
-                kind = parameters[name].kind
-                if kind is inspect.Parameter.VAR_POSITIONAL:
-                    value = tuple(self._check(adapter, name, item) for item in value)
-                elif kind is inspect.Parameter.VAR_KEYWORD:
-                    value = {key: self._check(adapter, name, item) for key, item in value.items()}
-                else:
-                    value = self._check(adapter, name, value)
-                bound.arguments[name] = value
-        return list(bound.args), dict(bound.kwargs)
+        if not adapters:
+            return
+        parameters = self._signature.parameters
+        for name, value in bound.arguments.items():
+            adapter = adapters.get(name)
+            if adapter is None:
+                continue
+            kind = parameters[name].kind
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                value = tuple(convert(adapter, name, item) for item in value)
+            elif kind is inspect.Parameter.VAR_KEYWORD:
+                value = {key: convert(adapter, name, item) for key, item in value.items()}
+            else:
+                value = convert(adapter, name, value)
+            bound.arguments[name] = value
 
     def _check(self, adapter: TypeAdapter[Any], name: str, value: Any) -> Any:
         try:
@@ -139,29 +160,6 @@ class Task:
             raise ArgumentError(
                 f"argument {name!r} of {self.name}: {first['msg']} (got {value!r:.60})"
             ) from None
-
-    def to_json_values(
-        self, args: list[Any], kwargs: dict[str, Any]
-    ) -> tuple[list[Any], dict[str, Any]]:
-        """Validated arguments in JSON form (datetimes as ISO text, models as dicts...)."""
-        adapters = self._adapters
-        if not adapters:
-            return args, kwargs
-        bound = self._signature.bind(*args, **kwargs)
-        parameters = self._signature.parameters
-        for name, value in bound.arguments.items():
-            adapter = adapters.get(name)
-            if adapter is None:
-                continue
-            kind = parameters[name].kind
-            if kind is inspect.Parameter.VAR_POSITIONAL:
-                value = tuple(adapter.dump_python(item, mode="json") for item in value)
-            elif kind is inspect.Parameter.VAR_KEYWORD:
-                value = {key: adapter.dump_python(item, mode="json") for key, item in value.items()}
-            else:
-                value = adapter.dump_python(value, mode="json")
-            bound.arguments[name] = value
-        return list(bound.args), dict(bound.kwargs)
 
     # -- submitting ------------------------------------------------------------------------
 
