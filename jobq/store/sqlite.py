@@ -1,7 +1,6 @@
-"""The SQLite store: WAL, a busy timeout, and ``BEGIN IMMEDIATE`` for every write.
+"""The SQLite store: jobs and workers as rows, each change one ``BEGIN IMMEDIATE`` transaction.
 
-Each thread of a process gets its own connection; a store notices a fork (the pid changed)
-and drops the connections it inherited without touching them, as SQLite requires.
+Connections, schema checks and migrations live in :mod:`.sqlite_connections`.
 """
 
 from __future__ import annotations
@@ -9,32 +8,21 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import sqlite_utils
 
 from ..errors import (
-    DatabaseBusyError,
-    DatabaseError,
     InvalidStateError,
     JobNotFoundError,
-    SchemaVersionError,
 )
 from ..faults import fault
 from ..models import STATUSES, TERMINAL, ClaimedJob, JobRecord, NewJob, Outcome, WorkerRecord
-from . import DatabaseConfig
 from .base import Store
-from .migrations import migrations
-
-_HEADER = b"SQLite format 3\x00"
-_INHERITED: list[sqlite3.Connection] = []  # connections inherited across a fork: never closed
-DEFAULT_BUSY_TIMEOUT_MS = 5000
+from .sqlite_connections import SQLiteConnections, translate
 
 _JOB_COLUMNS = (
     "id, task, queue, status, priority, attempts, max_attempts, args, kwargs, result, error,"
@@ -67,204 +55,12 @@ WHERE id = :id AND status = 'running' AND worker_id = :worker AND claims = :clai
 """
 
 
-def _translate(error: sqlite3.Error, path: object) -> DatabaseError:
-    message = str(error)
-    if isinstance(error, sqlite3.OperationalError) and "locked" in message:
-        return DatabaseBusyError(
-            f"the database {path} is locked by another process (nothing was written; retry)"
-        )
-    if "full" in message:
-        return DatabaseError(f"the database {path} cannot grow: {message} (free space and retry)")
-    if "not a database" in message or "malformed" in message:
-        return DatabaseError(f"{path} is not a usable SQLite database: {message}")
-    return DatabaseError(f"database error on {path}: {message}")
-
-
 def _load(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-class SQLiteStore(Store):
-    def __init__(self, config: DatabaseConfig, *, create: bool = True) -> None:
-        self.config = config
-        self.path = config.path
-        self.url = config.url
-        self.synchronous = config.options.get("synchronous", "normal").upper()
-        self.busy_timeout_ms = int(config.options.get("busy_timeout", DEFAULT_BUSY_TIMEOUT_MS))
-        self.max_page_count = int(config.options.get("max_page_count", 0))
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-        self._check_file(create)
-        self._check_schema()
-        self.migrate()
-
-    # -- connections -----------------------------------------------------------------------
-
-    def _check_file(self, create: bool) -> None:
-        path = self.path
-        if path.is_dir():
-            raise DatabaseError(f"{path} is a directory, not a database file")
-        if path.exists():
-            # Read the header through SQLite (read-only), never with open(): closing another
-            # descriptor of the file drops every POSIX lock this process holds on it, and a
-            # process that holds none lets another one delete the live WAL: committed
-            # transactions are lost.
-            uri = f"file:{quote(str(path))}?mode=ro"
-            try:
-                probe = sqlite3.connect(uri, uri=True, timeout=self.busy_timeout_ms / 1000)
-                try:
-                    probe.execute("PRAGMA schema_version").fetchone()
-                finally:
-                    probe.close()
-            except sqlite3.Error as error:
-                if "not a database" in str(error):
-                    raise DatabaseError(
-                        f"{path} is not an SQLite database; refusing to touch it"
-                    ) from None
-                raise _translate(error, path) from None
-            return
-        if not create:
-            raise DatabaseError(f"no database at {path} (check --db or JOBQ_DB)")
-        if not path.parent.is_dir():
-            raise DatabaseError(f"cannot create {path}: directory {path.parent} does not exist")
-        try:
-            # Jobs can carry secrets in their arguments: only the owner may read the file.
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        except FileExistsError:
-            pass
-        except OSError as error:
-            raise DatabaseError(f"cannot create {path}: {error.strerror}") from None
-
-    def _check_schema(self) -> None:
-        """Refuse a foreign or newer database before any pragma can change its file."""
-        try:
-            connection = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000)
-            try:
-                tables = {row[0] for row in connection.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
-                version = 0
-                if "jobq_migrations" in tables:
-                    version = connection.execute(
-                        "SELECT COALESCE(MAX(version), 0) FROM jobq_migrations").fetchone()[0]
-            finally:
-                connection.close()
-        except sqlite3.Error as error:
-            raise _translate(error, self.path) from None
-        if tables and "jobq_migrations" not in tables:
-            raise DatabaseError(
-                f"{self.path} is an SQLite database but not a jobq one "
-                f"(it has tables: {', '.join(sorted(tables)[:5])}); refusing to change it"
-            )
-        latest = migrations("sqlite")[-1].version
-        if version > latest:
-            raise SchemaVersionError(
-                f"{self.path} has schema version {version}, newer than this jobq knows "
-                f"({latest}); upgrade jobq"
-            )
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._pid != os.getpid():
-            # Forked: the inherited connections belong to the parent. Closing them here could
-            # disturb the parent's locks and WAL, so keep them referenced and never use them.
-            _INHERITED.extend(self._connections)
-            self._pid = os.getpid()
-            self._local = threading.local()
-            self._connections = []
-            self._lock = threading.Lock()
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            try:
-                connection = sqlite3.connect(
-                    self.path,
-                    timeout=self.busy_timeout_ms / 1000,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-                connection.execute("PRAGMA journal_mode = WAL")
-                connection.execute(f"PRAGMA synchronous = {self.synchronous}")
-                if self.max_page_count:
-                    connection.execute(f"PRAGMA max_page_count = {self.max_page_count}")
-            except sqlite3.Error as error:
-                raise _translate(error, self.path) from None
-            self._local.connection = connection
-            self._local.data_version = None
-            with self._lock:
-                self._connections.append(connection)
-        return connection
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction. IMMEDIATE takes the write lock up front, so a busy
-        database makes us wait in the busy handler instead of failing on lock upgrade."""
-        connection = self._connection()
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as error:
-            raise _translate(error, self.path) from None
-        try:
-            yield connection
-            connection.execute("COMMIT")
-        except BaseException as error:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            if isinstance(error, sqlite3.Error):
-                raise _translate(error, self.path) from None
-            raise
-
-    def _read(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
-        try:
-            return self._connection().execute(sql, parameters).fetchall()
-        except sqlite3.Error as error:
-            raise _translate(error, self.path) from None
-
-    def close(self) -> None:
-        if self._pid != os.getpid():
-            return
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for connection in connections:
-            with suppress(sqlite3.Error):
-                connection.close()
-        self._local = threading.local()
-
-    # -- schema ----------------------------------------------------------------------------
-
-    def schema_version(self) -> int:
-        rows = self._read(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'jobq_migrations'"
-        )
-        if not rows:
-            return 0
-        return int(self._read("SELECT COALESCE(MAX(version), 0) FROM jobq_migrations")[0][0])
-
-    def migrate(self, target: int | None = None) -> list[int]:
-        known = [m for m in migrations("sqlite") if target is None or m.version <= target]
-        latest = known[-1].version if known else 0
-        if self.schema_version() >= latest:
-            return []
-        applied = []
-        with self._write() as connection:
-            connection.execute(
-                "CREATE TABLE IF NOT EXISTS jobq_migrations ("
-                " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
-            )
-            # Read again inside the write lock: another process may have migrated meanwhile.
-            version = connection.execute(
-                "SELECT COALESCE(MAX(version), 0) FROM jobq_migrations"
-            ).fetchone()[0]
-            for migration in known:
-                if migration.version <= version:
-                    continue
-                for statement in migration.statements():
-                    connection.execute(statement)
-                connection.execute(
-                    "INSERT INTO jobq_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (migration.version, migration.name, time.time()),
-                )
-                applied.append(migration.version)
-        return applied
+class SQLiteStore(SQLiteConnections, Store):
+    """The Store interface on one SQLite file."""
 
     # -- submitting ------------------------------------------------------------------------
 
@@ -275,8 +71,18 @@ class SQLiteStore(Store):
             run_at = now if job.run_at is None else job.run_at
             status = "scheduled" if run_at > now else "queued"
             rows.append(
-                (job.task, job.queue, status, job.priority, job.args, job.kwargs,
-                 job.max_attempts, job.timeout, run_at, now)
+                (
+                    job.task,
+                    job.queue,
+                    status,
+                    job.priority,
+                    job.args,
+                    job.kwargs,
+                    job.max_attempts,
+                    job.timeout,
+                    run_at,
+                    now,
+                )
             )
         sql = (
             "INSERT INTO jobs (task, queue, status, priority, args, kwargs, max_attempts,"
@@ -344,7 +150,7 @@ class SQLiteStore(Store):
         try:
             version = connection.execute("PRAGMA data_version").fetchone()[0]
         except sqlite3.Error as error:
-            raise _translate(error, self.path) from None
+            raise translate(error, self.path) from None
         previous, self._local.data_version = self._local.data_version, version
         return version != previous
 
@@ -389,8 +195,17 @@ class SQLiteStore(Store):
             connection.execute(
                 "INSERT OR REPLACE INTO workers (id, kind, pid, host, supervisor_pid, queues,"
                 " threads, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (worker_id, kind, pid, host, supervisor_pid,
-                 json.dumps(list(queues)) if queues else None, threads, now, now),
+                (
+                    worker_id,
+                    kind,
+                    pid,
+                    host,
+                    supervisor_pid,
+                    json.dumps(list(queues)) if queues else None,
+                    threads,
+                    now,
+                    now,
+                ),
             )
 
     def heartbeat(self, worker_id: str) -> bool:
@@ -487,9 +302,15 @@ class SQLiteStore(Store):
         )
         return [
             WorkerRecord(
-                id=row[0], pid=row[1], host=row[2], supervisor_pid=row[3],
-                queues=_load(row[4]), threads=row[5], started_at=row[6],
-                heartbeat_at=row[7], running=row[8],
+                id=row[0],
+                pid=row[1],
+                host=row[2],
+                supervisor_pid=row[3],
+                queues=_load(row[4]),
+                threads=row[5],
+                started_at=row[6],
+                heartbeat_at=row[7],
+                running=row[8],
             )
             for row in rows
         ]
@@ -499,11 +320,23 @@ class SQLiteStore(Store):
     @staticmethod
     def _record(row: Sequence[Any]) -> JobRecord:
         return JobRecord(
-            id=row[0], task=row[1], queue=row[2], status=row[3], priority=row[4],
-            attempts=row[5], max_attempts=row[6], args=json.loads(row[7]),
-            kwargs=json.loads(row[8]), result=_load(row[9]), error=_load(row[10]),
-            timeout=row[11], run_at=row[12], created_at=row[13], started_at=row[14],
-            finished_at=row[15], worker=row[16],
+            id=row[0],
+            task=row[1],
+            queue=row[2],
+            status=row[3],
+            priority=row[4],
+            attempts=row[5],
+            max_attempts=row[6],
+            args=json.loads(row[7]),
+            kwargs=json.loads(row[8]),
+            result=_load(row[9]),
+            error=_load(row[10]),
+            timeout=row[11],
+            run_at=row[12],
+            created_at=row[13],
+            started_at=row[14],
+            finished_at=row[15],
+            worker=row[16],
         )
 
     def get_job(self, job_id: int) -> JobRecord:

@@ -105,7 +105,9 @@ class Completer:
                 self.ignored += 1
                 log.warning(
                     "job %s was taken from worker %s; its late %s outcome changed nothing",
-                    outcome.job_id, outcome.worker_id, outcome.status,
+                    outcome.job_id,
+                    outcome.worker_id,
+                    outcome.status,
                 )
                 continue
             self.recorded += 1

@@ -31,7 +31,12 @@ def failure(job: ClaimedJob, worker_id: str, error: str, *, retry_at: float | No
     now = time.time()
     if retry_at is not None and job.attempts < job.max_attempts:
         return Outcome(
-            job.id, worker_id, job.claim, "scheduled", error=error, run_at=retry_at,
+            job.id,
+            worker_id,
+            job.claim,
+            "scheduled",
+            error=error,
+            run_at=retry_at,
             finished_at=now,
         )
     return Outcome(job.id, worker_id, job.claim, "failed", error=error, finished_at=now)
@@ -76,7 +81,8 @@ def execute(tasks: Mapping[str, Task], job: ClaimedJob, worker_id: str) -> Outco
         return failure(job, worker_id, retry_error, retry_at=_retry_at(job, task, retry.delay))
     except BaseException as error:  # noqa: BLE001 - a task's SystemExit is its failure too
         outcome = failure(
-            job, worker_id,
+            job,
+            worker_id,
             error_json(type(error).__name__, str(error), traceback.format_exc()),
             retry_at=_retry_at(job, task, None),
         )
@@ -94,7 +100,12 @@ def execute(tasks: Mapping[str, Task], job: ClaimedJob, worker_id: str) -> Outco
     except PayloadError as error:
         return failure(job, worker_id, error_json("PayloadError", str(error)), retry_at=None)
     return Outcome(
-        job.id, worker_id, job.claim, "succeeded", result=result, finished_at=time.time(),
+        job.id,
+        worker_id,
+        job.claim,
+        "succeeded",
+        result=result,
+        finished_at=time.time(),
         extra=value,
     )
 

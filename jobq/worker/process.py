@@ -107,7 +107,9 @@ class WorkerProcess:
         heart.start()
         log.info(
             "worker %s started: %d threads, queues %s",
-            self.worker_id, settings.threads, ",".join(settings.queues or ("*",)),
+            self.worker_id,
+            settings.threads,
+            ",".join(settings.queues or ("*",)),
         )
         deadline: float | None = None
         forced = False
@@ -140,8 +142,9 @@ class WorkerProcess:
         )
         self.finished.set()
         if forced:
-            log.warning("worker %s stopped at once; %d running jobs queued again",
-                        self.worker_id, released)
+            log.warning(
+                "worker %s stopped at once; %d running jobs queued again", self.worker_id, released
+            )
         else:
             log.info("worker %s stopped", self.worker_id)
         self.store.close()
@@ -155,8 +158,12 @@ class WorkerProcess:
         while True:
             try:
                 self.store.register_worker(
-                    self.worker_id, kind="worker", pid=os.getpid(), host=HOST,
-                    supervisor_pid=self.supervisor_pid, queues=self.settings.queues,
+                    self.worker_id,
+                    kind="worker",
+                    pid=os.getpid(),
+                    host=HOST,
+                    supervisor_pid=self.supervisor_pid,
+                    queues=self.settings.queues,
                     threads=self.settings.threads,
                 )
                 return
@@ -316,8 +323,11 @@ class WorkerProcess:
     def _check_timeouts(self) -> None:
         now = time.monotonic()
         with self.lock:
-            expired = [job for job, deadline in self.active.values()
-                       if deadline is not None and deadline <= now]
+            expired = [
+                job
+                for job, deadline in self.active.values()
+                if deadline is not None and deadline <= now
+            ]
             if not expired:
                 return
             for job in expired:

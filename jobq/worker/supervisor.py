@@ -120,8 +120,13 @@ class Supervisor:
         settings = self.settings
         self.store = store = open_store(settings.database)
         store.register_worker(
-            self.id, kind="supervisor", pid=os.getpid(), host=HOST, supervisor_pid=None,
-            queues=settings.queues, threads=0,
+            self.id,
+            kind="supervisor",
+            pid=os.getpid(),
+            host=HOST,
+            supervisor_pid=None,
+            queues=settings.queues,
+            threads=0,
         )
         reaped = store.reap(settings.lease, host=HOST)
         if reaped:
@@ -221,8 +226,10 @@ class Supervisor:
             delay = 0.0
         else:
             child.failures = child.failures + 1 if lived < QUICK_DEATH else 1
-            delay = 0.0 if child.failures <= 1 else min(
-                0.25 * 2 ** (child.failures - 2), MAX_RESTART_DELAY
+            delay = (
+                0.0
+                if child.failures <= 1
+                else min(0.25 * 2 ** (child.failures - 2), MAX_RESTART_DELAY)
             )
         if delay:
             log.warning("worker slot %d keeps dying; restarting in %.1f s", child.slot, delay)
@@ -283,8 +290,10 @@ class Supervisor:
     def _begin_stop(self) -> None:
         self.stopping = True
         self.stop_deadline = time.monotonic() + self.settings.grace + 5.0
-        log.info("stopping: running jobs get %.0f s to finish (signal again to stop now)",
-                 self.settings.grace)
+        log.info(
+            "stopping: running jobs get %.0f s to finish (signal again to stop now)",
+            self.settings.grace,
+        )
         for child in self.children:
             child.done = True
             self._signal(child, signal.SIGTERM)
