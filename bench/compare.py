@@ -1,0 +1,815 @@
+"""Side by side: jobq, Huey (SqliteHuey), RQ and Celery on this machine, in one run.
+
+    python bench/compare.py [--jobs 20000] [--single 3000] [--latency 200] [--quick]
+                            [--json results.json]
+
+For each system it measures, each on a fresh temporary SQLite file or a flushed Redis
+database (db 15 of 127.0.0.1:6379, flushed before and after; no other db is touched):
+
+- submit, one call per job: jobs/s for ``--single`` submits, at each side's durability;
+- bulk submit (jobq ``submit_many``, RQ ``enqueue_many``): jobs/s for ``--jobs`` jobs;
+- drain: ``--jobs`` pre-queued no-op jobs run by 5 worker processes, timed from the moment
+  the workers are started (process start-up included) until the last job has run;
+- latency: an idle pool of 5 worker processes, one job submitted every ``--gap`` seconds;
+  the latency is the task's first line (``time.time()``) minus the moment submit returned.
+
+Every system signals "job ran" the same way (bench/peers/peer_common.py: one O_APPEND
+write per job to a file the harness polls), so completion is detected identically.
+RQ and Celery run only when Redis answers PING at 127.0.0.1:6379. Install the peers with
+``pip install -e '.[bench]'``. See docs/benchmarks.md for what the numbers mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+PEERS = HERE / "peers"
+sys.path.insert(0, str(PEERS))
+BIN = Path(sys.executable).parent
+
+REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 15
+REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
+PROCS = 5  # worker processes, for every system
+SYSTEMS = ("jobq", "Huey", "RQ", "Celery")
+
+# -- results -------------------------------------------------------------------------------
+
+# row key -> (label, unit, higher_is_better)
+ROWS: dict[str, tuple[str, str, bool]] = {
+    "submit_default": ("submit, one call per job, each side's default durability", "jobs/s", True),
+    "submit_full": ("submit, one call per job, SQLite synchronous=FULL", "jobs/s", True),
+    "submit_normal": ("submit, one call per job, SQLite synchronous=NORMAL", "jobs/s", True),
+    "submit_bulk": ("bulk submit (jobq submit_many, RQ enqueue_many)", "jobs/s", True),
+    "drain": ("drain N no-op jobs, 5 procs, start-up included", "jobs/s", True),
+    "drain_steady": ("drain, first job done -> last job done", "jobs/s", True),
+    "drain_startup": ("drain, workers started -> first job done", "s", False),
+    "drain_fork": ("drain, RQ default forking Worker (smaller N)", "jobs/s", True),
+    "latency_p50": ("latency submit -> start, idle pool, p50", "ms", False),
+    "latency_p99": ("latency submit -> start, idle pool, p99", "ms", False),
+    "latency_fork_p50": ("latency, RQ default forking Worker, p50", "ms", False),
+    "latency_fork_p99": ("latency, RQ default forking Worker, p99", "ms", False),
+}
+
+
+class Results:
+    def __init__(self) -> None:
+        self.values: dict[str, dict[str, float]] = {key: {} for key in ROWS}
+        self.notes: dict[str, list[str]] = {system: [] for system in SYSTEMS}
+        self.status: dict[str, str] = {}
+
+    def put(self, row: str, system: str, value: float) -> None:
+        self.values[row][system] = value
+        label, unit, _ = ROWS[row]
+        print(f"  {system:7} {label}: {fmt(value, unit)} {unit}", flush=True)
+
+    def note(self, system: str, text: str) -> None:
+        self.notes[system].append(text)
+        print(f"  {system:7} note: {text}", flush=True)
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return ""
+    if unit == "jobs/s":
+        return f"{value:,.0f}"
+    if unit == "s":
+        return f"{value:.2f}"
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+# -- subprocesses: one process group each, always cleaned up ---------------------------------
+
+_live: list[subprocess.Popen[bytes]] = []
+
+
+def start(command: list[str], env: dict[str, str], log: Path, cwd: Path | None = None):
+    """Start ``command`` in its own session (process group), output to ``log``."""
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    _live.append(process)
+    return process
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace: float = 20.0) -> None:
+    """Signal the leader (it stops its own workers), wait up to ``grace`` s, SIGKILL the group.
+
+    Only the leader gets the graceful signal: a pool whose children also receive it directly
+    may treat the second signal it forwards as "stop now" (RQ's forking workers then hang).
+    """
+    try:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, sig)
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                print(f"  (pid {process.pid} ignored signal {sig} for {grace:.0f} s: SIGKILL)")
+        # Kill whatever is left in the group (children that outlived their parent), then reap.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+    finally:
+        if process in _live:
+            _live.remove(process)
+
+
+def stop_all() -> None:
+    for process in list(_live):
+        stop(process, signal.SIGKILL, grace=5)
+
+
+def tail(log: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def child_env(bench_dir: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(PEERS)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
+    env["BENCH_DIR"] = str(bench_dir)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+# -- completion signals --------------------------------------------------------------------
+
+
+def wait_count(
+    bench_dir: Path, count: int, timeout: float, process: subprocess.Popen[bytes], log: Path
+) -> tuple[float, float]:
+    """Poll ``bench_dir/count`` until ``count`` jobs ran: returns (first seen, all seen)."""
+    path = bench_dir / "count"
+    deadline = time.perf_counter() + timeout
+    first = None
+    while True:
+        now = time.perf_counter()
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            size = 0
+        if size and first is None:
+            first = now
+        if size >= count:
+            return (first if first is not None else now), now
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"workers exited (code {process.returncode}) after {size}/{count} jobs:\n"
+                + tail(log)
+            )
+        if now > deadline:
+            raise TimeoutError(f"only {size}/{count} jobs ran within {timeout:.0f} s")
+        time.sleep(0.002)
+
+
+def read_stamps(bench_dir: Path) -> dict[int, float]:
+    stamps: dict[int, float] = {}
+    with contextlib.suppress(FileNotFoundError), open(bench_dir / "stamps") as lines:
+        for line in lines:
+            parts = line.split()
+            if len(parts) == 2:
+                stamps[int(parts[0])] = float(parts[1])
+    return stamps
+
+
+WARMUP = 1_000_000  # indices of warm-up jobs, excluded from the figures
+
+
+def measure_latency(
+    submit: Callable[[int], Any],
+    bench_dir: Path,
+    count: int,
+    gap: float,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    ready_timeout: float = 60.0,
+) -> list[float]:
+    """Warm the pool up, let it go idle, then time ``count`` spaced submits."""
+    warm = 10
+    deadline = time.monotonic() + ready_timeout
+    for k in range(warm):
+        submit(WARMUP + k)
+        time.sleep(gap)
+    while sum(1 for i in read_stamps(bench_dir) if i >= WARMUP) < warm:
+        if process.poll() is not None:
+            raise RuntimeError(f"workers exited (code {process.returncode}):\n" + tail(log))
+        if time.monotonic() > deadline:
+            raise TimeoutError("the pool did not run its warm-up jobs in time")
+        time.sleep(0.01)
+    time.sleep(0.5)  # idle again
+    returned: dict[int, float] = {}
+    for index in range(count):
+        submit(index)
+        returned[index] = time.time()
+        time.sleep(gap)
+    deadline = time.monotonic() + 30 + count * gap
+    while True:
+        stamps = read_stamps(bench_dir)
+        if all(index in stamps for index in returned):
+            break
+        if process.poll() is not None:
+            raise RuntimeError(f"workers exited (code {process.returncode}):\n" + tail(log))
+        if time.monotonic() > deadline:
+            missing = sum(1 for index in returned if index not in stamps)
+            raise TimeoutError(f"{missing} latency jobs never started")
+        time.sleep(0.01)
+    return [(stamps[index] - returned[index]) * 1000 for index in range(count)]
+
+
+def put_latency(results: Results, system: str, latencies: list[float], fork: bool = False) -> None:
+    prefix = "latency_fork" if fork else "latency"
+    results.put(f"{prefix}_p50", system, percentile(latencies, 0.50))
+    results.put(f"{prefix}_p99", system, percentile(latencies, 0.99))
+
+
+def timed_submits(submit: Callable[[int], Any], count: int) -> float:
+    submit(-1)  # connection / schema set-up is not what we time
+    start = time.perf_counter()
+    for number in range(count):
+        submit(number)
+    return count / (time.perf_counter() - start)
+
+
+@contextlib.contextmanager
+def workdir(name: str) -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def fresh(folder: Path, name: str) -> Path:
+    path = folder / name
+    path.mkdir()
+    return path
+
+
+# -- jobq ----------------------------------------------------------------------------------
+
+
+def bench_jobq(options: argparse.Namespace, results: Results) -> None:
+    import jobq_tasks
+
+    app = jobq_tasks.app
+    with workdir("jobq") as folder:
+        try:
+            app.use_database(folder / "single.db")
+            results.put(
+                "submit_default", "jobq", timed_submits(jobq_tasks.noop.submit, options.single)
+            )
+            results.put("submit_normal", "jobq", results.values["submit_default"]["jobq"])
+            app.use_database(f"sqlite:///{folder}/full.db?synchronous=full")
+            results.put(
+                "submit_full", "jobq", timed_submits(jobq_tasks.noop.submit, options.single)
+            )
+
+            database = folder / "drain.db"
+            app.use_database(database)
+            app.store.migrate()
+            start_time = time.perf_counter()
+            for offset in range(0, options.jobs, 10_000):
+                count = min(10_000, options.jobs - offset)
+                jobq_tasks.noop.submit_many([(offset + n,) for n in range(count)])
+            results.put("submit_bulk", "jobq", options.jobs / (time.perf_counter() - start_time))
+        finally:
+            app.close()  # no connection may be open while workers write
+
+        def worker(db: Path, burst: bool) -> list[str]:
+            command = [str(BIN / "jobq"), "--db", str(db), "--log-level", "warning", "worker"]
+            command += ["--app", "jobq_tasks:app", "--procs", str(PROCS), "--threads", "4"]
+            return command + (["--burst"] if burst else [])
+
+        bench_dir, log = fresh(folder, "drain"), folder / "drain.log"
+        started = time.perf_counter()
+        process = start(worker(database, True), child_env(bench_dir), log)
+        try:
+            first, done = wait_count(bench_dir, options.jobs, options.timeout, process, log)
+            try:
+                process.wait(timeout=60)
+                exited = time.perf_counter()
+            except subprocess.TimeoutExpired:
+                exited = None
+        finally:
+            stop(process)
+        put_drain(results, "jobq", options.jobs, started, first, done)
+        if exited is not None:
+            results.note(
+                "jobq", f"drain: burst worker exited {exited - done:.2f} s after the last job ran"
+            )
+        app.use_database(database)
+        try:
+            counts = app.store.counts()["counts"]
+        finally:
+            app.close()
+        if counts["succeeded"] != options.jobs:
+            results.note("jobq", f"drain: expected {options.jobs} succeeded, store says {counts}")
+
+        database = folder / "latency.db"
+        app.use_database(database)
+        app.store.migrate()
+        bench_dir, log = fresh(folder, "latency"), folder / "latency.log"
+        process = start(worker(database, False), child_env(bench_dir), log)
+        try:
+            deadline = time.monotonic() + 60
+            while len(app.store.workers()) < PROCS:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the jobq pool did not start:\n" + tail(log))
+                time.sleep(0.05)
+            latencies = measure_latency(
+                jobq_tasks.stamp.submit, bench_dir, options.latency, options.gap, process, log
+            )
+        finally:
+            app.close()
+            stop(process)
+        put_latency(results, "jobq", latencies)
+
+
+def put_drain(
+    results: Results, system: str, jobs: int, started: float, first: float, done: float
+) -> None:
+    results.put("drain", system, jobs / (done - started))
+    results.put("drain_startup", system, first - started)
+    if done > first:
+        results.put("drain_steady", system, (jobs - 1) / (done - first))
+
+
+# -- Huey ----------------------------------------------------------------------------------
+
+
+def load_huey(filename: Path, sync: str) -> Any:
+    """(Re)load bench/peers/huey_tasks.py against ``filename`` at durability ``sync``."""
+    import importlib
+
+    os.environ["BENCH_HUEY_DB"] = str(filename)
+    os.environ["BENCH_HUEY_SYNC"] = sync
+    import huey_tasks
+
+    return importlib.reload(huey_tasks)
+
+
+def bench_huey(options: argparse.Namespace, results: Results) -> None:
+    with workdir("huey") as folder:
+        for sync, row in (("default", "submit_default"), ("normal", "submit_normal")):
+            tasks = load_huey(folder / f"single-{sync}.db", sync)
+            try:
+                results.put(row, "Huey", timed_submits(tasks.noop, options.single))
+                level = tasks.huey.storage.conn.execute("pragma synchronous").fetchone()[0]
+                mode = tasks.huey.storage.conn.execute("pragma journal_mode").fetchone()[0]
+                names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+                results.note(
+                    "Huey",
+                    f"SqliteHuey {sync}: journal_mode={mode}, "
+                    f"synchronous={names.get(level, level)}",
+                )
+            finally:
+                tasks.huey.storage.close()
+        results.put("submit_full", "Huey", results.values["submit_default"]["Huey"])
+
+        # Fill the drain queue at NORMAL (Huey has no bulk submit; this only saves time), then
+        # let the consumer run with Huey's defaults.
+        database = folder / "drain.db"
+        tasks = load_huey(database, "normal")
+        try:
+            for number in range(options.jobs):
+                tasks.noop(number)
+            queued = tasks.huey.pending_count()
+        finally:
+            tasks.huey.storage.close()
+        if queued != options.jobs:
+            raise RuntimeError(f"Huey queued {queued} jobs, expected {options.jobs}")
+
+        def consumer(db: Path, bench_dir: Path) -> tuple[list[str], dict[str, str]]:
+            command = [str(BIN / "huey_consumer"), "huey_tasks.huey", "-w", str(PROCS)]
+            command += ["-k", "process", "-q"]
+            return command, child_env(bench_dir, BENCH_HUEY_DB=str(db), BENCH_HUEY_SYNC="default")
+
+        bench_dir, log = fresh(folder, "drain"), folder / "drain.log"
+        command, env = consumer(database, bench_dir)
+        started = time.perf_counter()
+        process = start(command, env, log)
+        try:
+            first, done = wait_count(bench_dir, options.jobs, options.timeout, process, log)
+        finally:
+            stop(process, signal.SIGINT)  # SIGINT: Huey's graceful shutdown
+        put_drain(results, "Huey", options.jobs, started, first, done)
+
+        database = folder / "latency.db"
+        tasks = load_huey(database, "default")
+        bench_dir, log = fresh(folder, "latency"), folder / "latency.log"
+        command, env = consumer(database, bench_dir)
+        process = start(command, env, log)
+        try:
+            latencies = measure_latency(
+                tasks.stamp, bench_dir, options.latency, options.gap, process, log
+            )
+        finally:
+            tasks.huey.storage.close()
+            stop(process, signal.SIGINT)
+        put_latency(results, "Huey", latencies)
+
+
+# -- Redis peers ---------------------------------------------------------------------------
+
+
+def redis_client() -> Any:
+    import redis
+
+    return redis.Redis(
+        host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB, socket_timeout=10, socket_connect_timeout=2
+    )
+
+
+def redis_reachable() -> str | None:
+    """None when Redis answers PING, else why not."""
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        return "the redis package is not installed (pip install -e '.[bench]')"
+    try:
+        client = redis_client()
+        client.ping()
+        client.close()
+    except Exception as error:  # noqa: BLE001 - any failure means "skip"
+        return f"redis unreachable ({type(error).__name__}: {error})"
+    return None
+
+
+def flush(client: Any) -> None:
+    client.flushdb()  # db 15 only: the client is bound to it
+
+
+def bench_rq(options: argparse.Namespace, results: Results) -> None:
+    import rq_tasks
+    from rq import Queue
+
+    client = redis_client()
+    queue = Queue("bench", connection=client)
+
+    def enqueue_many(count: int) -> float:
+        start_time = time.perf_counter()
+        for offset in range(0, count, 1000):
+            batch = [
+                Queue.prepare_data(rq_tasks.noop, (offset + n,))
+                for n in range(min(1000, count - offset))
+            ]
+            queue.enqueue_many(batch)
+        return count / (time.perf_counter() - start_time)
+
+    def pool(worker_class: str | None, burst: bool) -> list[str]:
+        command = [str(BIN / "rq"), "worker-pool", "-u", REDIS_URL, "-n", str(PROCS), "-q"]
+        command += ["-P", str(PEERS)]
+        if worker_class:
+            command += ["-w", worker_class]
+        return command + (["--burst"] if burst else []) + ["bench"]
+
+    try:
+        with workdir("rq") as folder:
+            flush(client)
+            results.put(
+                "submit_default",
+                "RQ",
+                timed_submits(lambda n: queue.enqueue(rq_tasks.noop, n), options.single),
+            )
+            flush(client)
+            results.put("submit_bulk", "RQ", enqueue_many(options.jobs))
+
+            bench_dir, log = fresh(folder, "drain"), folder / "drain.log"
+            started = time.perf_counter()
+            process = start(pool("rq.worker.SimpleWorker", True), child_env(bench_dir), log)
+            try:
+                first, done = wait_count(bench_dir, options.jobs, options.timeout, process, log)
+            finally:
+                stop(process)
+            put_drain(results, "RQ", options.jobs, started, first, done)
+            results.note(
+                "RQ", "drain rows: worker-pool -n 5 -w rq.worker.SimpleWorker (no fork per job)"
+            )
+
+            flush(client)
+            fork_jobs = options.rq_fork_jobs
+            enqueue_many(fork_jobs)
+            bench_dir, log = fresh(folder, "drain-fork"), folder / "drain-fork.log"
+            started = time.perf_counter()
+            process = start(pool(None, True), child_env(bench_dir), log)
+            try:
+                _, done = wait_count(bench_dir, fork_jobs, options.timeout, process, log)
+            finally:
+                stop(process)
+            results.put("drain_fork", "RQ", fork_jobs / (done - started))
+            results.note(
+                "RQ", f"forking-Worker drain ran N={fork_jobs} jobs (a fork per job is slow)"
+            )
+
+            for worker_class, fork in (("rq.worker.SimpleWorker", False), (None, True)):
+                flush(client)
+                name = "latency-fork" if fork else "latency"
+                bench_dir, log = fresh(folder, name), folder / f"{name}.log"
+                process = start(pool(worker_class, False), child_env(bench_dir), log)
+                try:
+                    latencies = measure_latency(
+                        lambda n: queue.enqueue(rq_tasks.stamp, n),
+                        bench_dir,
+                        options.latency,
+                        options.gap,
+                        process,
+                        log,
+                    )
+                finally:
+                    stop(process)
+                put_latency(results, "RQ", latencies, fork=fork)
+    finally:
+        with contextlib.suppress(Exception):
+            flush(client)
+        client.close()
+
+
+def bench_celery(options: argparse.Namespace, results: Results) -> None:
+    os.environ["BENCH_REDIS_URL"] = REDIS_URL
+    import celery_tasks
+
+    client = redis_client()
+
+    def worker() -> list[str]:
+        command = [str(BIN / "celery"), "-A", "celery_tasks", "worker", "-P", "prefork"]
+        command += ["-c", str(PROCS), "-l", "WARNING", "-n", f"bench-{os.getpid()}@%h"]
+        return command + ["--without-mingle", "--without-gossip", "--without-heartbeat"]
+
+    try:
+        with workdir("celery") as folder:
+            flush(client)
+            results.put(
+                "submit_default", "Celery", timed_submits(celery_tasks.noop.delay, options.single)
+            )
+            flush(client)
+            with celery_tasks.app.producer_or_acquire() as producer:
+                for number in range(options.jobs):
+                    celery_tasks.noop.apply_async((number,), producer=producer)
+            queued = client.llen("celery")
+            if queued != options.jobs:
+                raise RuntimeError(f"Celery queued {queued} messages, expected {options.jobs}")
+
+            bench_dir, log = fresh(folder, "drain"), folder / "drain.log"
+            started = time.perf_counter()
+            process = start(
+                worker(), child_env(bench_dir, BENCH_REDIS_URL=REDIS_URL), log, cwd=PEERS
+            )
+            try:
+                first, done = wait_count(bench_dir, options.jobs, options.timeout, process, log)
+            finally:
+                stop(process)  # SIGTERM: Celery's warm shutdown
+            put_drain(results, "Celery", options.jobs, started, first, done)
+
+            flush(client)
+            bench_dir, log = fresh(folder, "latency"), folder / "latency.log"
+            process = start(
+                worker(), child_env(bench_dir, BENCH_REDIS_URL=REDIS_URL), log, cwd=PEERS
+            )
+            try:
+                latencies = measure_latency(
+                    celery_tasks.stamp.delay, bench_dir, options.latency, options.gap, process, log
+                )
+            finally:
+                stop(process)
+            put_latency(results, "Celery", latencies)
+    finally:
+        with contextlib.suppress(Exception):
+            celery_tasks.app.pool.force_close_all()
+        with contextlib.suppress(Exception):
+            flush(client)
+        client.close()
+
+
+# -- machine and report --------------------------------------------------------------------
+
+
+def machine() -> list[tuple[str, str]]:
+    def version(module: str) -> str:
+        try:
+            return str(__import__(module).__version__)
+        except Exception:  # noqa: BLE001
+            return "not installed"
+
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True, timeout=10).stdout.strip()
+    redis_server = "unreachable"
+    with contextlib.suppress(Exception):
+        client = redis_client()
+        redis_server = str(client.info("server")["redis_version"])
+        with contextlib.suppress(Exception):  # CONFIG may be disabled
+            aof = client.config_get("appendonly").get("appendonly")
+            save = client.config_get("save").get("save")
+            redis_server += f" (appendonly={aof}, save={save!r})"
+        client.close()
+    import jobq
+
+    return [
+        ("nproc", nproc),
+        ("CPU", cpu),
+        ("OS", f"{platform.system()} {platform.release()} {platform.machine()}"),
+        ("Python", platform.python_version()),
+        ("SQLite", sqlite3.sqlite_version),
+        ("jobq", getattr(jobq, "__version__", "0.1.0 (working tree)")),
+        ("huey", version("huey")),
+        ("rq", version("rq")),
+        ("celery", version("celery")),
+        ("kombu", version("kombu")),
+        ("redis-py", version("redis")),
+        ("Redis server", redis_server),
+        (
+            "load average (1, 5, 15 min) at report time",
+            " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        ),
+    ]
+
+
+def ratio(value: float | None, other: float | None) -> str:
+    if value is None or other is None or other == 0:
+        return ""
+    return f"{value / other:.2f}x"
+
+
+def report(results: Results, options: argparse.Namespace, info: list[tuple[str, str]]) -> str:
+    out = ["## Machine", "", "| | |", "|---|---|"]
+    out += [f"| {key} | {value} |" for key, value in info]
+    out += [
+        "",
+        f"N (`--jobs`) = {options.jobs}, single submits = {options.single}, "
+        f"latency jobs = {options.latency} spaced {options.gap * 1000:.0f} ms, "
+        f"RQ forking-worker drain N = {options.rq_fork_jobs}",
+        "",
+    ]
+    out += [
+        "## Results",
+        "",
+        "| measurement | unit | jobq | Huey | RQ | Celery | jobq/Huey | jobq/best peer |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, (label, unit, higher) in ROWS.items():
+        row = results.values[key]
+        if not row:
+            continue
+        cells = []
+        for system in SYSTEMS:
+            if system in row:
+                cells.append(fmt(row[system], unit))
+            elif results.status.get(system, "").startswith("skipped"):
+                cells.append("skipped")
+            elif results.status.get(system, "").startswith("failed"):
+                cells.append("failed")
+            else:
+                cells.append("n/a")
+        peers = [row[s] for s in SYSTEMS[1:] if s in row]
+        best = (max(peers) if higher else min(peers)) if peers else None
+        direction = "higher is better" if higher else "lower is better"
+        out.append(
+            f"| {label} | {unit} ({direction}) | "
+            + " | ".join(cells)
+            + f" | {ratio(row.get('jobq'), row.get('Huey'))} | {ratio(row.get('jobq'), best)} |"
+        )
+    out += [
+        "",
+        "Ratios are jobq divided by the peer: above 1x is better for jobs/s, below 1x "
+        "is better for seconds and milliseconds. n/a: the system has no such API or mode.",
+        "",
+    ]
+    out += ["## Status and notes", ""]
+    for system in SYSTEMS:
+        out.append(f"- {system}: {results.status.get(system, 'not run')}")
+        out += [f"  - {note}" for note in results.notes[system]]
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="N for bulk submit and drain (20000)"
+    )
+    parser.add_argument("--single", type=int, default=None, help="jobs submitted one by one (3000)")
+    parser.add_argument("--latency", type=int, default=None, help="latency jobs (200)")
+    parser.add_argument("--gap", type=float, default=0.020, help="seconds between latency submits")
+    parser.add_argument(
+        "--rq-fork-jobs", type=int, default=None, help="N for RQ's default forking worker (2000)"
+    )
+    parser.add_argument("--quick", action="store_true", help="small N: about a minute in all")
+    parser.add_argument("--only", help="comma-separated subset of jobq,huey,rq,celery")
+    parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    options = parser.parse_args()
+    quick = options.quick
+    defaults = {
+        "jobs": (20_000, 3_000),
+        "single": (3_000, 1_000),
+        "latency": (200, 50),
+        "rq_fork_jobs": (2_000, 300),
+    }
+    for name, (normal, small) in defaults.items():
+        if getattr(options, name) is None:
+            setattr(options, name, small if quick else normal)
+    options.timeout = 60 + options.jobs / 50  # every drain wait is bounded
+    only = {name.strip().lower() for name in options.only.split(",")} if options.only else None
+
+    # A SIGTERM (or SIGHUP) to the harness unwinds through the finally blocks like Ctrl-C.
+    def interrupted(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGHUP, interrupted)
+
+    results = Results()
+    redis_problem = redis_reachable()
+    runs: list[tuple[str, Callable[[argparse.Namespace, Results], None], str | None]] = [
+        ("jobq", bench_jobq, None),
+        ("Huey", bench_huey, None),
+        ("RQ", bench_rq, redis_problem),
+        ("Celery", bench_celery, redis_problem),
+    ]
+    began = time.monotonic()
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average at start: {load} (other work on the machine skews every figure)")
+    try:
+        for system, run, problem in runs:
+            if only is not None and system.lower() not in only:
+                results.status[system] = "skipped: not in --only"
+                continue
+            if problem is not None:
+                results.status[system] = f"skipped: {problem}"
+                print(f"{system}: skipped: {problem}", flush=True)
+                continue
+            print(f"{system}:", flush=True)
+            started = time.monotonic()
+            try:
+                run(options, results)
+                results.status[system] = f"ok ({time.monotonic() - started:.0f} s)"
+            except KeyboardInterrupt:
+                raise
+            except Exception as error:  # noqa: BLE001 - one peer failing must not stop the rest
+                traceback.print_exc()
+                results.status[system] = f"failed: {type(error).__name__}: {error}".splitlines()[0]
+            finally:
+                stop_all()
+    finally:
+        stop_all()
+    text = report(results, options, machine())
+    command = "python bench/compare.py " + " ".join(sys.argv[1:])
+    print()
+    print(f"`{command.strip()}` took {time.monotonic() - began:.0f} s")
+    print()
+    print(text)
+    if options.json:
+        options.json.write_text(
+            json.dumps(
+                {
+                    "options": {k: v for k, v in vars(options).items() if k != "json"},
+                    "machine": dict(machine()),
+                    "values": results.values,
+                    "status": results.status,
+                    "notes": results.notes,
+                },
+                indent=2,
+                default=str,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
