@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import wait_for
+from tests.support.helpers import SAMPLE_APP, assert_refused, query, wait_for
 
 ADD = "tests.support.sample_tasks.add"
 ECHO = "tests.support.sample_tasks.echo"
@@ -22,19 +22,24 @@ FAIL = "tests.support.sample_tasks.fail"
 RECORD = "tests.support.sample_tasks.record"
 
 JOB_KEYS = {
-    "id", "task", "queue", "status", "priority", "attempts", "max_attempts", "args", "kwargs",
-    "result", "error", "created_at", "started_at", "finished_at", "worker",
+    "id",
+    "task",
+    "queue",
+    "status",
+    "priority",
+    "attempts",
+    "max_attempts",
+    "args",
+    "kwargs",
+    "result",
+    "error",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "worker",
 }
 STATUSES = {"queued", "scheduled", "running", "succeeded", "failed", "cancelled"}
 COMMANDS = ("submit", "worker", "status", "list", "retry", "cancel", "purge", "demo")
-
-
-def rows(database: str, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    connection = sqlite3.connect(database)
-    try:
-        return connection.execute(sql, parameters).fetchall()
-    finally:
-        connection.close()
 
 
 def job_row(database: str, job_id: int) -> dict[str, Any]:
@@ -61,18 +66,6 @@ def submit(jobq: Any, *args: str) -> int:
     return int(result.stdout)
 
 
-def assert_refused(result: Any, *words: str) -> str:
-    """Non-zero exit, no traceback, one error line (besides click's usage hint) naming it."""
-    assert result.returncode != 0, f"accepted:\n{result.stdout}\n{result.stderr}"
-    assert "Traceback" not in result.stdout + result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    problem = [line for line in lines if not line.startswith(("Usage:", "Try '"))]
-    assert len(problem) == 1, f"expected one error line, got:\n{result.stderr}"
-    for word in words:
-        assert word.lower() in problem[0].lower(), f"{word!r} not in {problem[0]!r}"
-    return problem[0]
-
-
 # -- submit ----------------------------------------------------------------------------------
 
 
@@ -96,19 +89,18 @@ def test_submit_json_prints_the_job_object(jobq: Any, database: str) -> None:
     assert job["task"] == ECHO and job["status"] == "queued" and job["args"] == [5]
     assert job["attempts"] == 0 and job["result"] is None and job["error"] is None
     assert job["started_at"] is None and job["finished_at"] is None and job["worker"] is None
-    assert rows(database, "SELECT id, status FROM jobs") == [(job["id"], "queued")]
+    assert query(database, "SELECT id, status FROM jobs") == [(job["id"], "queued")]
 
 
 def test_submit_parses_each_arg_as_json_else_text(jobq: Any, database: str) -> None:
-    job_id = submit(jobq, ECHO, "1", '"x"', "hello", "-3", "[1,2]", "2.5", "true", "null",
-                    '{"a": 1}', "")
-    assert json.loads(job_row(database, job_id)["args"]) == [
-        1, "x", "hello", -3, [1, 2], 2.5, True, None, {"a": 1}, "",
-    ]
+    job_id = submit(
+        jobq, ECHO, "1", '"x"', "hello", "-3", "[1,2]", "2.5", "true", "null", '{"a": 1}', ""
+    )
+    parsed = [1, "x", "hello", -3, [1, 2], 2.5, True, None, {"a": 1}, ""]
+    assert json.loads(job_row(database, job_id)["args"]) == parsed
     result = jobq("status", str(job_id), "--json")
     assert_ok(result)
-    assert json.loads(result.stdout)["args"] == [1, "x", "hello", -3, [1, 2], 2.5, True, None,
-                                                 {"a": 1}, ""]
+    assert json.loads(result.stdout)["args"] == parsed
 
 
 def test_submit_kwargs(jobq: Any, database: str) -> None:
@@ -119,16 +111,34 @@ def test_submit_kwargs(jobq: Any, database: str) -> None:
 
 
 def test_submit_options_are_stored_as_given(jobq: Any, database: str) -> None:
-    result = jobq("submit", ECHO, "--queue", "emails", "--priority", "-7", "--delay", "3600",
-                  "--max-attempts", "9", "--timeout", "2.5", "--json")
+    result = jobq(
+        "submit",
+        ECHO,
+        "--queue",
+        "emails",
+        "--priority",
+        "-7",
+        "--delay",
+        "3600",
+        "--max-attempts",
+        "9",
+        "--timeout",
+        "2.5",
+        "--json",
+    )
     assert_ok(result)
     job = json.loads(result.stdout)
     assert job["queue"] == "emails" and job["priority"] == -7
     assert job["status"] == "scheduled"
     assert job["max_attempts"] == 9 and job["timeout"] == 2.5
     row = job_row(database, job["id"])
-    assert (row["queue"], row["priority"], row["status"], row["max_attempts"], row["timeout"]) \
-        == ("emails", -7, "scheduled", 9, 2.5)
+    assert (row["queue"], row["priority"], row["status"], row["max_attempts"], row["timeout"]) == (
+        "emails",
+        -7,
+        "scheduled",
+        9,
+        2.5,
+    )
     assert 3590 < row["run_at"] - row["created_at"] < 3610
     immediate = submit(jobq, ECHO, "--priority", "5")
     assert job_row(database, immediate)["status"] == "queued"
@@ -140,7 +150,7 @@ def test_submit_wait_prints_the_result(jobq: Any, start_worker: Any, database: s
     result = jobq("submit", ADD, "2", "40", "--wait", timeout=30)
     assert_ok(result)
     assert json.loads(result.stdout) == 42
-    (row,) = rows(database, "SELECT status, result, attempts FROM jobs")
+    (row,) = query(database, "SELECT status, result, attempts FROM jobs")
     assert row == ("succeeded", "42", 1)
 
 
@@ -153,7 +163,7 @@ def test_submit_wait_on_a_failing_job_exits_non_zero(
     assert "Traceback" not in result.stdout + result.stderr
     assert "ValueError" in result.stderr and "kaput" in result.stderr
     assert result.stdout.strip() == ""
-    (row,) = rows(database, "SELECT status, attempts FROM jobs")
+    (row,) = query(database, "SELECT status, attempts FROM jobs")
     assert row == ("failed", 1)
 
 
@@ -171,8 +181,14 @@ def test_status_summary_json(jobq: Any, database: str) -> None:
     summary = json.loads(result.stdout)
     assert set(summary) >= {"counts", "queues", "workers"}
     assert set(summary["counts"]) == STATUSES
-    assert summary["counts"] == {"queued": 2, "scheduled": 1, "running": 0, "succeeded": 0,
-                                 "failed": 0, "cancelled": 1}
+    assert summary["counts"] == {
+        "queued": 2,
+        "scheduled": 1,
+        "running": 0,
+        "succeeded": 0,
+        "failed": 0,
+        "cancelled": 1,
+    }
     assert set(summary["queues"]) == {"default", "other"}
     assert summary["queues"]["other"]["queued"] == 1
     assert summary["queues"]["default"]["scheduled"] == 1
@@ -251,8 +267,9 @@ def test_list_filters_and_limit(jobq: Any) -> None:
 
 def run_burst(jobq: Any) -> None:
     """Run every runnable job with a ``--burst`` worker in this process, then return."""
-    result = jobq("worker", "--app", "tests.support.sample_tasks:app", "--burst",
-                  "--procs", "0", "--threads", "2", timeout=30)
+    result = jobq(
+        "worker", "--app", SAMPLE_APP, "--burst", "--procs", "0", "--threads", "2", timeout=30
+    )
     assert_ok(result)
 
 
@@ -265,8 +282,12 @@ def test_retry_a_failed_job(jobq: Any, database: str) -> None:
     assert_ok(result)
     assert str(job_id) in result.stdout
     row = job_row(database, job_id)
-    assert (row["status"], row["attempts"], row["finished_at"], row["worker_id"]) \
-        == ("queued", 0, None, None)
+    assert (row["status"], row["attempts"], row["finished_at"], row["worker_id"]) == (
+        "queued",
+        0,
+        None,
+        None,
+    )
     listed = json.loads(jobq("list", "--status", "queued", "--json").stdout)
     assert [job["id"] for job in listed] == [job_id]
     run_burst(jobq)  # it really runs again, and fails again
@@ -280,7 +301,8 @@ def test_retry_resets_a_failed_job_to_queued(jobq: Any, database: str) -> None:
     with connection:
         connection.execute(
             "UPDATE jobs SET status = 'failed', attempts = 3, finished_at = 1, error = ?"
-            " WHERE id = ?", (json.dumps({"type": "ValueError", "message": "boom"}), job_id),
+            " WHERE id = ?",
+            (json.dumps({"type": "ValueError", "message": "boom"}), job_id),
         )
     connection.close()
     result = jobq("retry", str(job_id))
@@ -292,7 +314,7 @@ def test_retry_resets_a_failed_job_to_queued(jobq: Any, database: str) -> None:
 def test_retry_of_a_succeeded_job_is_refused(jobq: Any, start_worker: Any, database: str) -> None:
     start_worker("--procs", "1", "--threads", "2")
     assert_ok(jobq("submit", ADD, "1", "1", "--wait", timeout=30))
-    (job_id,) = [row[0] for row in rows(database, "SELECT id FROM jobs")]
+    (job_id,) = [row[0] for row in query(database, "SELECT id FROM jobs")]
     result = jobq("retry", str(job_id))
     assert_refused(result, "succeeded", str(job_id))
     assert job_row(database, job_id)["status"] == "succeeded"
@@ -317,7 +339,7 @@ def test_cancel_queued_and_scheduled_jobs(jobq: Any, database: str) -> None:
 def test_cancel_of_a_finished_job_is_refused(jobq: Any, start_worker: Any, database: str) -> None:
     start_worker("--procs", "1", "--threads", "2")
     assert_ok(jobq("submit", ECHO, "done", "--wait", timeout=30))
-    (job_id,) = [row[0] for row in rows(database, "SELECT id FROM jobs")]
+    (job_id,) = [row[0] for row in query(database, "SELECT id FROM jobs")]
     result = jobq("cancel", str(job_id))
     assert_refused(result, "succeeded")
     assert job_row(database, job_id)["status"] == "succeeded"
@@ -326,38 +348,44 @@ def test_cancel_of_a_finished_job_is_refused(jobq: Any, start_worker: Any, datab
 def test_purge_removes_only_old_finished_jobs_of_the_given_statuses(
     jobq: Any, database: str
 ) -> None:
-    ids = {name: submit(jobq, ECHO, name) for name in
-           ("ok-old", "ok-new", "failed-old", "cancelled-old", "queued")}
+    ids = {
+        name: submit(jobq, ECHO, name)
+        for name in ("ok-old", "ok-new", "failed-old", "cancelled-old", "queued")
+    }
     connection = sqlite3.connect(database)
     with connection:
         for name, status, finished in (
-            ("ok-old", "succeeded", 1000.0), ("failed-old", "failed", 1000.0),
+            ("ok-old", "succeeded", 1000.0),
+            ("failed-old", "failed", 1000.0),
             ("cancelled-old", "cancelled", 1000.0),
         ):
-            connection.execute("UPDATE jobs SET status = ?, finished_at = ? WHERE id = ?",
-                               (status, finished, ids[name]))
+            connection.execute(
+                "UPDATE jobs SET status = ?, finished_at = ? WHERE id = ?",
+                (status, finished, ids[name]),
+            )
         connection.execute(
             "UPDATE jobs SET status = 'succeeded', finished_at = strftime('%s','now') + 3600"
-            " WHERE id = ?", (ids["ok-new"],),
+            " WHERE id = ?",
+            (ids["ok-new"],),
         )
     connection.close()
 
     result = jobq("purge", "--status", "succeeded", "--older-than", "7d")
     assert_ok(result)
     assert "purged 1 jobs" in result.stdout
-    remaining = {row[0] for row in rows(database, "SELECT id FROM jobs")}
+    remaining = {row[0] for row in query(database, "SELECT id FROM jobs")}
     assert ids["ok-old"] not in remaining and ids["ok-new"] in remaining
 
     result = jobq("purge", "--status", "failed", "--status", "cancelled", "--older-than", "0s")
     assert_ok(result)
     assert "purged 2 jobs" in result.stdout
-    remaining = {row[0] for row in rows(database, "SELECT id FROM jobs")}
+    remaining = {row[0] for row in query(database, "SELECT id FROM jobs")}
     assert remaining == {ids["ok-new"], ids["queued"]}
 
     result = jobq("purge", "--older-than", "0s")  # default --status succeeded
     assert_ok(result)
     assert "purged 0 jobs" in result.stdout  # ok-new finished "in the future": not older
-    assert {row[0] for row in rows(database, "SELECT id FROM jobs")} == remaining
+    assert {row[0] for row in query(database, "SELECT id FROM jobs")} == remaining
 
 
 def test_purge_with_real_finished_jobs(jobq: Any, start_worker: Any, database: str) -> None:
@@ -367,7 +395,7 @@ def test_purge_with_real_finished_jobs(jobq: Any, start_worker: Any, database: s
     result = jobq("purge", "--status", "succeeded", "--older-than", "0s")
     assert_ok(result)
     assert "purged 1 jobs" in result.stdout
-    assert rows(database, "SELECT id, status FROM jobs") == [(waiting, "scheduled")]
+    assert query(database, "SELECT id, status FROM jobs") == [(waiting, "scheduled")]
 
 
 # -- help, version, the database file, the demo ----------------------------------------------
@@ -408,7 +436,7 @@ def test_new_database_file_is_private(jobq: Any, database: str) -> None:
 def test_db_option_and_url(jobq: Any, tmp_path: Path, database: str) -> None:
     other = tmp_path / "other.db"
     job_id = submit(jobq, "--db", f"sqlite:///{other}?synchronous=full", ECHO, "1")
-    assert rows(str(other), "SELECT id, task FROM jobs") == [(job_id, ECHO)]
+    assert query(str(other), "SELECT id, task FROM jobs") == [(job_id, ECHO)]
     assert not Path(database).exists()  # JOBQ_DB was not used
     assert stat.S_IMODE(os.stat(other).st_mode) == 0o600
     # The global --db comes before the command and also wins over JOBQ_DB.
@@ -434,6 +462,6 @@ def test_demo(jobq: Any, database: str) -> None:
     completed = re.findall(r"Complete task (\d+)", result.stdout)
     assert sorted(map(int, completed)) == [0, 1, 2, 3]
     assert "queue" in result.stdout and "succeeded" in result.stdout  # the status table
-    assert rows(database, "SELECT status, COUNT(*) FROM jobs GROUP BY status") == [
+    assert query(database, "SELECT status, COUNT(*) FROM jobs GROUP BY status") == [
         ("succeeded", 4)
     ]

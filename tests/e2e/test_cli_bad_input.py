@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.support.helpers import FINISHED, SAMPLE_APP, assert_refused, cli_status, wait_for
 
 ECHO = "tests.support.sample_tasks.echo"
 ADD = "tests.support.sample_tasks.add"
-SAMPLE_APP = "tests.support.sample_tasks:app"
 
 
 def count_jobs(database: str | Path) -> int:
@@ -34,20 +33,6 @@ def count_jobs(database: str | Path) -> int:
         connection.close()
 
 
-def assert_refused(result: Any, *words: str) -> str:
-    """Non-zero exit, no traceback, one error line (besides click's usage hint) naming it."""
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, f"accepted:\n{result.stdout}\n{result.stderr}"
-    assert "Traceback" not in output
-    assert "RecursionError" not in output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    problem = [line for line in lines if not line.startswith(("Usage:", "Try '"))]
-    assert len(problem) == 1, f"expected one error line, got:\n{result.stderr}"
-    for word in words:
-        assert word.lower() in problem[0].lower(), f"{word!r} not in {problem[0]!r}"
-    return problem[0]
-
-
 @pytest.fixture
 def seeded(jobq: Any, database: str) -> int:
     """A real jobq database holding one job; returns the job count (1)."""
@@ -57,8 +42,9 @@ def seeded(jobq: Any, database: str) -> int:
     return 1
 
 
-def refused_submit(jobq: Any, database: str, *args: str, words: tuple[str, ...] = (),
-                   **env: str) -> str:
+def refused_submit(
+    jobq: Any, database: str, *args: str, words: tuple[str, ...] = (), **env: str
+) -> str:
     before = count_jobs(database)
     line = assert_refused(jobq("submit", *args, **env), *words)
     assert count_jobs(database) == before, "a refused submit wrote to the database"
@@ -83,7 +69,7 @@ def test_kwargs_not_an_object(jobq: Any, database: str, seeded: int, text: str) 
     refused_submit(jobq, database, ECHO, "--kwargs", text, words=("--kwargs", "object"))
 
 
-@pytest.mark.parametrize("text", ["{bad", "{'x': 1}", "", "{\"x\": }"])
+@pytest.mark.parametrize("text", ["{bad", "{'x': 1}", "", '{"x": }'])
 def test_kwargs_invalid_json(jobq: Any, database: str, seeded: int, text: str) -> None:
     line = refused_submit(jobq, database, ECHO, "--kwargs", text, words=("--kwargs",))
     assert "json" in line.lower() or "object" in line.lower()
@@ -95,8 +81,15 @@ def test_payload_over_one_mib(jobq: Any, database: str, seeded: int) -> None:
     line = refused_submit(jobq, database, ECHO, *chunks, words=("bytes", "limit"))
     assert len(line) < 500  # names the problem, does not echo the payload
     chunks = ["b" * 100_000] * 11
-    refused_submit(jobq, database, ECHO, "--kwargs", json.dumps({"k": "c" * 100_000}), *chunks,
-                   words=("limit",))
+    refused_submit(
+        jobq,
+        database,
+        ECHO,
+        "--kwargs",
+        json.dumps({"k": "c" * 100_000}),
+        *chunks,
+        words=("limit",),
+    )
 
 
 def test_payload_just_under_the_limit_is_accepted(jobq: Any, database: str, seeded: int) -> None:
@@ -121,10 +114,12 @@ def test_wrong_types_against_hints(jobq: Any, database: str, seeded: int) -> Non
     refused_submit(jobq, database, "--app", SAMPLE_APP, ADD, "x", "1", words=("'x'",))
     refused_submit(jobq, database, ADD, "x", "1", words=("'x'",), JOBQ_APP=SAMPLE_APP)
     refused_submit(jobq, database, "--app", SAMPLE_APP, ADD, "1", words=("y",))  # missing y
-    refused_submit(jobq, database, "--app", SAMPLE_APP, ADD, "1", "2", "3",
-                   words=(ADD,))  # too many
-    refused_submit(jobq, database, "--app", SAMPLE_APP, ADD, "1", "2", "--kwargs", '{"z": 2}',
-                   words=("z",))
+    refused_submit(
+        jobq, database, "--app", SAMPLE_APP, ADD, "1", "2", "3", words=(ADD,)
+    )  # too many
+    refused_submit(
+        jobq, database, "--app", SAMPLE_APP, ADD, "1", "2", "--kwargs", '{"z": 2}', words=("z",)
+    )
     refused_submit(jobq, database, "--app", SAMPLE_APP, ADD, "1", "[2]", words=("'y'",))
     # With the app, good arguments are validated and accepted.
     result = jobq("submit", "--app", SAMPLE_APP, ADD, "1", "2")
@@ -168,10 +163,8 @@ def test_dangerous_task_name_is_stored_but_never_imported(
     start_worker("--procs", "1", "--threads", "2")
 
     def finished() -> dict[str, Any] | None:
-        status = jobq("status", str(job_id), "--json")
-        assert status.returncode == 0, status.stderr
-        job = json.loads(status.stdout)
-        return job if job["status"] in ("succeeded", "failed", "cancelled") else None
+        job = cli_status(jobq, job_id)
+        return job if job["status"] in FINISHED else None
 
     job = wait_for(finished, timeout=15, interval=0.1)
     assert isinstance(job, dict)
@@ -187,8 +180,9 @@ QUOTES = "x'; DROP TABLE jobs; --"
 
 def test_quotes_and_semicolons_round_trip(jobq: Any, database: str, seeded: int) -> None:
     tricky_queue = 'q"; DELETE FROM jobs; --'
-    result = jobq("submit", QUOTES, QUOTES, "--queue", tricky_queue, "--kwargs",
-                  json.dumps({QUOTES: QUOTES}))
+    result = jobq(
+        "submit", QUOTES, QUOTES, "--queue", tricky_queue, "--kwargs", json.dumps({QUOTES: QUOTES})
+    )
     assert result.returncode == 0, result.stderr
     job_id = int(result.stdout)
     listed = jobq("list", "--json")
@@ -263,8 +257,16 @@ def test_worker_without_app(jobq: Any, seeded: int) -> None:
 
 
 def test_bad_app_for_submit_writes_nothing(jobq: Any, database: str, seeded: int) -> None:
-    refused_submit(jobq, database, "--app", "no_such_module_here:app", ADD, "1", "2",
-                   words=("no_such_module_here",))
+    refused_submit(
+        jobq,
+        database,
+        "--app",
+        "no_such_module_here:app",
+        ADD,
+        "1",
+        "2",
+        words=("no_such_module_here",),
+    )
 
 
 # -- --db ------------------------------------------------------------------------------------
@@ -273,22 +275,32 @@ def test_bad_app_for_submit_writes_nothing(jobq: Any, database: str, seeded: int
 def test_db_is_a_directory(jobq: Any, tmp_path: Path) -> None:
     folder = tmp_path / "folder"
     folder.mkdir()
-    for args in (("submit", ECHO, "1"), ("status",), ("list",), ("worker", "--app", SAMPLE_APP,
-                                                                 "--procs", "0", "--burst")):
+    for args in (
+        ("submit", ECHO, "1"),
+        ("status",),
+        ("list",),
+        ("worker", "--app", SAMPLE_APP, "--procs", "0", "--burst"),
+    ):
         assert_refused(jobq("--db", str(folder), *args), "directory")
     assert list(folder.iterdir()) == []
 
 
 @pytest.mark.parametrize(
-    "content", [b"hello, I am a text file\n", bytes(range(256)) * 8, b"SQLite format 2\x00xyz"],
+    "content",
+    [b"hello, I am a text file\n", bytes(range(256)) * 8, b"SQLite format 2\x00xyz"],
     ids=["text", "binary", "other-header"],
 )
 def test_db_is_not_sqlite(jobq: Any, tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "notes.db"
     path.write_bytes(content)
     digest = hashlib.sha256(content).hexdigest()
-    for args in (("submit", ECHO, "1"), ("status",), ("list",), ("purge", "--older-than", "0s"),
-                 ("worker", "--app", SAMPLE_APP, "--procs", "0", "--burst")):
+    for args in (
+        ("submit", ECHO, "1"),
+        ("status",),
+        ("list",),
+        ("purge", "--older-than", "0s"),
+        ("worker", "--app", SAMPLE_APP, "--procs", "0", "--burst"),
+    ):
         assert_refused(jobq("--db", str(path), *args), "not an SQLite database")
         assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("notes")) == [
@@ -306,8 +318,10 @@ def test_db_is_a_foreign_sqlite_database(jobq: Any, tmp_path: Path) -> None:
     for args in (("submit", ECHO, "1"), ("status",)):
         assert_refused(jobq("--db", str(path), *args), "not a jobq")
     with sqlite3.connect(path) as connection:
-        tables = {row[0] for row in connection.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = {
+            row[0]
+            for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
     connection.close()
     assert tables == {"customers"}
     assert path.read_bytes() == before
@@ -328,16 +342,26 @@ def test_db_is_a_foreign_sqlite_database(jobq: Any, tmp_path: Path) -> None:
 )
 def test_bad_db_url(jobq: Any, tmp_path: Path, url: str, words: tuple[str, ...]) -> None:
     before = sorted(p.name for p in tmp_path.iterdir())
-    for args in (("submit", ECHO, "1"), ("status",), ("worker", "--app", SAMPLE_APP, "--burst",
-                                                      "--procs", "0")):
+    for args in (
+        ("submit", ECHO, "1"),
+        ("status",),
+        ("worker", "--app", SAMPLE_APP, "--burst", "--procs", "0"),
+    ):
         assert_refused(jobq("--db", url, *args), *words)
         assert_refused(jobq(*args, JOBQ_DB=url), *words)
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no file was created
 
 
 @pytest.mark.parametrize(
-    "args", [("status",), ("status", "1"), ("list",), ("retry", "1"), ("cancel", "1"),
-             ("purge", "--older-than", "0s")],
+    "args",
+    [
+        ("status",),
+        ("status", "1"),
+        ("list",),
+        ("retry", "1"),
+        ("cancel", "1"),
+        ("purge", "--older-than", "0s"),
+    ],
 )
 def test_missing_database_for_reading_commands(
     jobq: Any, tmp_path: Path, database: str, args: tuple[str, ...]
@@ -364,8 +388,13 @@ def test_newer_schema_version(jobq: Any, database: str, seeded: int, tmp_path: P
         )
     connection.close()
     before = Path(database).read_bytes()
-    for args in (("submit", ECHO, "1"), ("status",), ("list",), ("cancel", "1"),
-                 ("worker", "--app", SAMPLE_APP, "--burst", "--procs", "0")):
+    for args in (
+        ("submit", ECHO, "1"),
+        ("status",),
+        ("list",),
+        ("cancel", "1"),
+        ("worker", "--app", SAMPLE_APP, "--burst", "--procs", "0"),
+    ):
         line = assert_refused(jobq(*args), "newer", "999")
         assert "upgrade" in line.lower()
     assert Path(database).read_bytes() == before

@@ -11,32 +11,29 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jobq import JobQ
-from jobq.models import JobRecord
-from tests.conftest import WorkerHandle, pid_alive, wait_for
-from tests.support import sample_tasks
+from tests.support.helpers import (
+    TASKS,
+    WorkerHandle,
+    all_have,
+    cli_status,
+    log_lines,
+    pid_alive,
+    pids_of,
+    record,
+    wait_for,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.slow
 
-TASKS = "tests.support.sample_tasks"
 SLEEP = f"{TASKS}.sleep"
-
-
-@pytest.fixture
-def app(database: str) -> Iterator[JobQ]:
-    """The sample tasks' app on the test database: jobs get the tasks' own options
-    (``crash`` has max_attempts=2, ``fail`` a short backoff...), as with ``--app``."""
-    app = sample_tasks.app
-    previous = app.database
-    app.use_database(database)
-    yield app
-    app.use_database(previous)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -46,39 +43,8 @@ def submit(app: JobQ, task: str, *args: Any, **options: Any) -> int:
     return app.submit(f"{TASKS}.{task}", args=args, **options).id
 
 
-def record(app: JobQ, job_id: int) -> JobRecord:
-    return app.store.get_job(job_id)
-
-
 def statuses(app: JobQ, ids: Sequence[int]) -> dict[int, str]:
     return app.store.job_statuses(ids)
-
-
-def all_have(app: JobQ, ids: Sequence[int], *wanted: str) -> bool:
-    return all(status in wanted for status in statuses(app, ids).values())
-
-
-def cli_status(jobq: Callable[..., Any], job_id: int) -> dict[str, Any]:
-    """``jobq status ID --json``, as a user would run it."""
-    done = jobq("status", str(job_id), "--json")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
-def log_lines(tmp_path: Path) -> list[tuple[str, int, int]]:
-    """(tag, job id, pid) for every side effect the sample tasks recorded."""
-    path = tmp_path / "ran.log"
-    if not path.exists():
-        return []
-    lines = []
-    for line in path.read_text().splitlines():
-        tag, job_id, pid = line.split()
-        lines.append((tag, int(job_id), int(pid)))
-    return lines
-
-
-def pids_of(tmp_path: Path, tag: str, job_id: int) -> list[int]:
-    return [pid for t, j, pid in log_lines(tmp_path) if t == tag and j == job_id]
 
 
 def worker_pid(app: JobQ, worker_id: str) -> int | None:
@@ -97,46 +63,46 @@ def executing(tmp_path: Path, count: int) -> bool:
     return sum(tag.startswith("start-") for tag, _, _ in log_lines(tmp_path)) >= count
 
 
-def stop(worker: WorkerHandle, timeout: float = 10) -> int:
-    worker.signal(signal.SIGTERM)
-    return worker.wait(timeout=timeout)
-
-
 # -- 1. a worker process killed -----------------------------------------------------------
 
 
 def test_sigkill_of_a_worker_process_requeues_its_jobs_and_restarts_it(
-    app: JobQ, start_worker: Callable[..., WorkerHandle], jobq: Callable[..., Any],
+    sample_app: JobQ,
+    start_worker: Callable[..., WorkerHandle],
+    jobq: Callable[..., Any],
     tmp_path: Path,
 ) -> None:
-    ids = [submit(app, "sleep", 1.5, f"j{index}") for index in range(6)]
+    ids = [submit(sample_app, "sleep", 1.5, f"j{index}") for index in range(6)]
     # A long lease: only the supervisor itself can give the jobs back within the test.
     worker = start_worker("--procs", "2", "--threads", "2", "--lease", "30", "--grace", "5")
-    wait_for(lambda: running(app, ids, 4) and executing(tmp_path, 4), timeout=10)
-    first = record(app, ids[0])
+    wait_for(lambda: running(sample_app, ids, 4) and executing(tmp_path, 4), timeout=10)
+    first = record(sample_app, ids[0])
     assert first.status == "running" and first.worker
-    victim = worker_pid(app, first.worker)
+    victim = worker_pid(sample_app, first.worker)
     assert victim is not None
     children = worker.children()
     assert victim in children and len(children) == 2
     held = [
-        job_id for job_id in ids
-        if (rec := record(app, job_id)).worker == first.worker and rec.status == "running"
+        job_id
+        for job_id in ids
+        if (rec := record(sample_app, job_id)).worker == first.worker and rec.status == "running"
     ]
     assert first.id in held
 
     os.kill(victim, signal.SIGKILL)
 
     # Queued again at once (not after the 30 s lease), and the process is replaced.
-    wait_for(lambda: all(record(app, job_id).worker != first.worker for job_id in held), timeout=3)
+    wait_for(
+        lambda: all(record(sample_app, job_id).worker != first.worker for job_id in held), timeout=3
+    )
     wait_for(lambda: len(worker.children()) == 2 and victim not in worker.children(), timeout=5)
 
-    wait_for(lambda: all_have(app, ids, "succeeded", "failed"), timeout=15)
+    wait_for_status(sample_app, ids, "succeeded", "failed", timeout=15)
     assert worker.process.poll() is None, "the supervisor died with its child"
     info = cli_status(jobq, first.id)
     assert info["status"] == "succeeded" and info["result"] == 1.5 and info["attempts"] == 2, info
     for job_id in ids:
-        done = record(app, job_id)
+        done = record(sample_app, job_id)
         assert done.status == "succeeded", done
         assert done.result == 1.5
         assert done.attempts == (2 if job_id in held else 1), done
@@ -145,18 +111,20 @@ def test_sigkill_of_a_worker_process_requeues_its_jobs_and_restarts_it(
         assert len(pids_of(tmp_path, f"start-{tag}", job_id)) == 2
         ends = pids_of(tmp_path, f"end-{tag}", job_id)
         assert len(ends) == 1 and ends[0] != victim
-    assert stop(worker) == 0
+    assert worker.stop(timeout=10) == 0
 
 
 # -- 2. the supervisor killed -------------------------------------------------------------
 
 
 def test_sigkill_of_the_supervisor_kills_its_children_and_a_new_worker_recovers_the_jobs(
-    app: JobQ, start_worker: Callable[..., WorkerHandle], tmp_path: Path,
+    sample_app: JobQ,
+    start_worker: Callable[..., WorkerHandle],
+    tmp_path: Path,
 ) -> None:
-    ids = [submit(app, "sleep", 1.5, f"j{index}") for index in range(4)]
+    ids = [submit(sample_app, "sleep", 1.5, f"j{index}") for index in range(4)]
     worker = start_worker("--procs", "2", "--threads", "2", "--lease", "30", "--grace", "5")
-    wait_for(lambda: running(app, ids, 4) and executing(tmp_path, 4), timeout=10)
+    wait_for(lambda: running(sample_app, ids, 4) and executing(tmp_path, 4), timeout=10)
     children = worker.children()
     assert len(children) == 2
 
@@ -164,13 +132,13 @@ def test_sigkill_of_the_supervisor_kills_its_children_and_a_new_worker_recovers_
     assert worker.wait(timeout=5) == -signal.SIGKILL
     wait_for(lambda: not any(pid_alive(child) for child in children), timeout=5)
     # Nobody gave the jobs back: they still look running, held by dead processes.
-    assert all_have(app, ids, "running")
+    assert all_have(sample_app, ids, "running")
 
     # Same host, dead pids: recovered at once, well before the 30 s lease.
     again = start_worker("--procs", "1", "--threads", "4", "--lease", "30", "--burst")
     assert again.wait(timeout=20) == 0, again.output()
     for job_id in ids:
-        info = record(app, job_id)
+        info = record(sample_app, job_id)
         assert info.status == "succeeded", info
         assert info.attempts == 2, info
         tag = f"j{ids.index(job_id)}"
@@ -182,30 +150,34 @@ def test_sigkill_of_the_supervisor_kills_its_children_and_a_new_worker_recovers_
 
 
 def test_sigterm_lets_running_jobs_finish_and_leaves_the_rest_queued(
-    app: JobQ, start_worker: Callable[..., WorkerHandle], jobq: Callable[..., Any],
+    sample_app: JobQ,
+    start_worker: Callable[..., WorkerHandle],
+    jobq: Callable[..., Any],
     tmp_path: Path,
 ) -> None:
-    ids = [submit(app, "sleep", 1.5, f"j{index}") for index in range(5)]
+    ids = [submit(sample_app, "sleep", 1.5, f"j{index}") for index in range(5)]
     worker = start_worker("--procs", "1", "--threads", "2", "--lease", "2", "--grace", "5")
-    wait_for(lambda: running(app, ids, 2) and executing(tmp_path, 2), timeout=10)
-    started = [job_id for job_id, status in statuses(app, ids).items() if status == "running"]
+    wait_for(lambda: running(sample_app, ids, 2) and executing(tmp_path, 2), timeout=10)
+    started = [
+        job_id for job_id, status in statuses(sample_app, ids).items() if status == "running"
+    ]
     assert len(started) == 2
     children = worker.children()
 
-    worker.signal(signal.SIGTERM)
-    assert worker.wait(timeout=10) == 0, worker.output()
+    assert worker.stop(timeout=10) == 0, worker.output()
 
     assert not any(pid_alive(child) for child in children)
     for job_id in ids:
-        info = record(app, job_id)
+        info = record(sample_app, job_id)
         if job_id in started:
             assert info.status == "succeeded", info
             assert info.attempts == 1
         else:
             assert info.status == "queued", info
             assert info.attempts == 0
-    assert sorted(job_id for tag, job_id, _ in log_lines(tmp_path) if tag.startswith("end-")) \
-        == sorted(started)
+    assert sorted(
+        job_id for tag, job_id, _ in log_lines(tmp_path) if tag.startswith("end-")
+    ) == sorted(started)
     summary = json.loads(jobq("status", "--json").stdout)
     assert summary["counts"]["running"] == 0
     assert summary["workers"] == []
@@ -216,13 +188,16 @@ def test_sigterm_lets_running_jobs_finish_and_leaves_the_rest_queued(
 
 @pytest.mark.parametrize("how", ["second-signal", "grace-runs-out"])
 def test_stopping_now_queues_interrupted_jobs_again_without_counting_the_attempt(
-    how: str, app: JobQ, start_worker: Callable[..., WorkerHandle], jobq: Callable[..., Any],
+    how: str,
+    sample_app: JobQ,
+    start_worker: Callable[..., WorkerHandle],
+    jobq: Callable[..., Any],
     tmp_path: Path,
 ) -> None:
-    ids = [submit(app, "sleep", 30, f"j{index}") for index in range(3)]
+    ids = [submit(sample_app, "sleep", 30, f"j{index}") for index in range(3)]
     grace = "30" if how == "second-signal" else "1"
     worker = start_worker("--procs", "1", "--threads", "2", "--lease", "2", "--grace", grace)
-    wait_for(lambda: running(app, ids, 2) and executing(tmp_path, 2), timeout=10)
+    wait_for(lambda: running(sample_app, ids, 2) and executing(tmp_path, 2), timeout=10)
     children = worker.children()
     assert len(children) == 1
 
@@ -247,10 +222,12 @@ def test_stopping_now_queues_interrupted_jobs_again_without_counting_the_attempt
 
 
 def test_a_job_timeout_fails_that_job_and_recycles_the_process(
-    app: JobQ, start_worker: Callable[..., WorkerHandle], jobq: Callable[..., Any],
+    sample_app: JobQ,
+    start_worker: Callable[..., WorkerHandle],
+    jobq: Callable[..., Any],
     tmp_path: Path,
 ) -> None:
-    other = submit(app, "sleep", 1.2, "other")
+    other = submit(sample_app, "sleep", 1.2, "other")
     done = jobq("submit", SLEEP, "10", "slow", "--timeout", "0.5", "--max-attempts", "1")
     assert done.returncode == 0, done.stderr
     slow = int(done.stdout)
@@ -258,7 +235,7 @@ def test_a_job_timeout_fails_that_job_and_recycles_the_process(
     wait_for(lambda: len(worker.children()) == 1, timeout=10)
     first_child = worker.children()[0]
 
-    wait_for(lambda: all_have(app, [slow, other], "succeeded", "failed"), timeout=15)
+    wait_for_status(sample_app, [slow, other], "succeeded", "failed", timeout=15)
 
     info = cli_status(jobq, slow)
     assert info["status"] == "failed", info
@@ -275,19 +252,21 @@ def test_a_job_timeout_fails_that_job_and_recycles_the_process(
     assert not pids_of(tmp_path, "end-slow", slow)
     assert worker.process.poll() is None
     assert worker.children() == [starts[1]]
-    assert stop(worker) == 0
+    assert worker.stop(timeout=10) == 0
 
 
 # -- 6. a poison job ----------------------------------------------------------------------
 
 
 def test_a_job_that_kills_its_process_fails_with_worker_lost_and_others_succeed(
-    app: JobQ, start_worker: Callable[..., WorkerHandle], jobq: Callable[..., Any],
+    sample_app: JobQ,
+    start_worker: Callable[..., WorkerHandle],
+    jobq: Callable[..., Any],
     tmp_path: Path,
 ) -> None:
-    poison = submit(app, "crash", 3)
-    others = [submit(app, "sleep", 0.2, f"j{index}") for index in range(4)]
-    others += [submit(app, "add", index, 1) for index in range(4)]
+    poison = submit(sample_app, "crash", 3)
+    others = [submit(sample_app, "sleep", 0.2, f"j{index}") for index in range(4)]
+    others += [submit(sample_app, "add", index, 1) for index in range(4)]
     worker = start_worker("--procs", "1", "--threads", "2", "--lease", "2", "--burst")
     assert worker.wait(timeout=30) == 0, worker.output()
 
@@ -297,21 +276,23 @@ def test_a_job_that_kills_its_process_fails_with_worker_lost_and_others_succeed(
     assert info["error"]["type"] == "WorkerLost"
     assert "exit code 3" in info["error"]["message"]
     assert [tag for tag, job_id, _ in log_lines(tmp_path) if job_id == poison] == ["crash"] * 2
-    assert statuses(app, others) == dict.fromkeys(others, "succeeded")
-    assert [record(app, job_id).result for job_id in others[4:]] == [1, 2, 3, 4]
+    assert statuses(sample_app, others) == dict.fromkeys(others, "succeeded")
+    assert [record(sample_app, job_id).result for job_id in others[4:]] == [1, 2, 3, 4]
 
 
 # -- 7. retries ---------------------------------------------------------------------------
 
 
 def test_retries_with_backoff_until_success_or_the_last_attempt(
-    app: JobQ, start_worker: Callable[..., WorkerHandle], jobq: Callable[..., Any],
+    sample_app: JobQ,
+    start_worker: Callable[..., WorkerHandle],
+    jobq: Callable[..., Any],
     tmp_path: Path,
 ) -> None:
-    failing = submit(app, "fail", "kaboom")
-    flaky = submit(app, "flaky", 3)
+    failing = submit(sample_app, "fail", "kaboom")
+    flaky = submit(sample_app, "flaky", 3)
     worker = start_worker("--procs", "1", "--threads", "2", "--lease", "2", "--grace", "5")
-    wait_for(lambda: all_have(app, [failing, flaky], "succeeded", "failed"), timeout=15)
+    wait_for_status(sample_app, [failing, flaky], "succeeded", "failed", timeout=15)
 
     info = cli_status(jobq, failing)
     assert info["status"] == "failed", info
@@ -327,9 +308,11 @@ def test_retries_with_backoff_until_success_or_the_last_attempt(
     assert info["result"] == 3
     assert info["attempts"] == 3
     assert [tag for tag, job_id, _ in log_lines(tmp_path) if job_id == flaky] == [
-        "attempt-1", "attempt-2", "attempt-3"
+        "attempt-1",
+        "attempt-2",
+        "attempt-3",
     ]
-    assert stop(worker) == 0
+    assert worker.stop(timeout=10) == 0
 
 
 # -- 8. burst -----------------------------------------------------------------------------
@@ -337,20 +320,23 @@ def test_retries_with_backoff_until_success_or_the_last_attempt(
 
 @pytest.mark.parametrize("procs", ["0", "2"])
 def test_burst_exits_when_nothing_is_runnable_and_skips_delayed_jobs(
-    procs: str, app: JobQ, start_worker: Callable[..., WorkerHandle], jobq: Callable[..., Any],
+    procs: str,
+    sample_app: JobQ,
+    start_worker: Callable[..., WorkerHandle],
+    jobq: Callable[..., Any],
 ) -> None:
     now = jobq("submit", f"{TASKS}.add", "1", "2")
     later = jobq("submit", f"{TASKS}.add", "2", "3", "--delay", "60")
     assert now.returncode == 0 and later.returncode == 0, (now.stderr, later.stderr)
     now_id, later_id = int(now.stdout), int(later.stdout)
-    quick = [submit(app, "echo", index) for index in range(10)]
+    quick = [submit(sample_app, "echo", index) for index in range(10)]
 
     worker = start_worker("--procs", procs, "--threads", "2", "--lease", "2", "--burst")
     assert worker.wait(timeout=20) == 0, worker.output()
 
     info = cli_status(jobq, now_id)
     assert info["status"] == "succeeded" and info["result"] == 3, info
-    assert [record(app, job_id).result for job_id in quick] == list(range(10))
+    assert [record(sample_app, job_id).result for job_id in quick] == list(range(10))
     info = cli_status(jobq, later_id)
     assert info["status"] == "scheduled", info
     assert info["attempts"] == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -11,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from jobq import JobQ
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.helpers import ROOT, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -20,10 +18,7 @@ pytestmark = pytest.mark.slow
 def run_example(name: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], str]:
     """Run ``python examples/NAME.py`` with short sleeps; return the process and its database."""
     database = str(tmp_path / "example.db")
-    env = dict(os.environ)
-    env.update(JOBQ_DB=database, SLEEP_SCALE="0.05")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.pop("JOBQ_APP", None)
+    env = subprocess_env(JOBQ_DB=database, SLEEP_SCALE="0.05")
     process = subprocess.run(
         [sys.executable, str(ROOT / "examples" / f"{name}.py")],
         cwd=tmp_path,

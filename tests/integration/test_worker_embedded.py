@@ -16,26 +16,18 @@ from typing import Any
 import pytest
 
 from jobq import JobContext, JobFailedError, JobQ
-from tests.conftest import pid_alive
 from tests.support import sample_tasks
+from tests.support.helpers import log_lines, pid_alive
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def tasks_app(database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[JobQ]:
-    """The sample tasks' app, pointed at the test database."""
-    monkeypatch.setenv("JOBQ_TEST_LOG", str(tmp_path / "ran.log"))
-    app = sample_tasks.app
-    previous = app.database
-    app.use_database(database)
-    yield app
-    app.use_database(previous)
-
-
 @pytest.mark.parametrize(("procs", "threads"), [(0, 2), (2, 4)])
 def test_run_worker_in_burst_runs_every_job_and_returns_0(
-    procs: int, threads: int, tasks_app: JobQ, tmp_path: Path,
+    procs: int,
+    threads: int,
+    sample_app: JobQ,
+    tmp_path: Path,
 ) -> None:
     sums = [sample_tasks.add.submit(index, 1) for index in range(6)]
     pids = [sample_tasks.pid.submit() for _ in range(4)]
@@ -43,7 +35,7 @@ def test_run_worker_in_burst_runs_every_job_and_returns_0(
     failing = sample_tasks.fail.options(max_attempts=1).submit("nope")
     delayed = sample_tasks.add.options(delay=60).submit(1, 1)
 
-    assert tasks_app.run_worker(procs=procs, threads=threads, burst=True, lease=2) == 0
+    assert sample_app.run_worker(procs=procs, threads=threads, burst=True, lease=2) == 0
 
     assert [job.result(timeout=5) for job in sums] == [1, 2, 3, 4, 5, 6]
     assert [job.result(timeout=5) for job in records] == ["r0", "r1", "r2", "r3"]
@@ -58,9 +50,8 @@ def test_run_worker_in_burst_runs_every_job_and_returns_0(
     assert raised.value.error["type"] == "ValueError"
     assert delayed.status() == "scheduled"
     # Each job ran exactly once.
-    lines = (tmp_path / "ran.log").read_text().split("\n")
-    assert sorted(line.split()[0] for line in lines if line) == ["fail", "r0", "r1", "r2", "r3"]
-    assert tasks_app.store.workers() == []
+    assert sorted(tag for tag, _, _ in log_lines(tmp_path)) == ["fail", "r0", "r1", "r2", "r3"]
+    assert sample_app.store.workers() == []
 
 
 # -- callbacks ------------------------------------------------------------------------------
@@ -75,8 +66,13 @@ def _note(kind: str, context: JobContext, value: Any) -> None:
         status = reader.store.get_job(context.id).status
     finally:
         reader.close()
-    entry = {"kind": kind, "job": context.id, "attempts": context.attempts, "status": status,
-             "value": value}
+    entry = {
+        "kind": kind,
+        "job": context.id,
+        "attempts": context.attempts,
+        "status": status,
+        "value": value,
+    }
     with open(os.environ["JOBQ_CALLBACK_LOG"], "a") as handle:
         handle.write(json.dumps(entry) + "\n")
 
@@ -99,8 +95,9 @@ def double(x: int) -> int:
     return 2 * x
 
 
-@callbacks_app.task(name="embedded.broken", max_attempts=2, backoff=0,
-                    on_success=on_success, on_failure=on_failure)
+@callbacks_app.task(
+    name="embedded.broken", max_attempts=2, backoff=0, on_success=on_success, on_failure=on_failure
+)
 def broken(message: str) -> None:
     raise ValueError(message)
 
@@ -130,7 +127,8 @@ def _entries(log: Path) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("procs", [0, 2])
 def test_callbacks_run_after_the_outcome_is_recorded_and_cannot_change_it(
-    procs: int, callbacks: Path,
+    procs: int,
+    callbacks: Path,
 ) -> None:
     loud_job = loud.submit(7)
     loud_failed = loud_failure.submit()
@@ -152,8 +150,10 @@ def test_callbacks_run_after_the_outcome_is_recorded_and_cannot_change_it(
     entries = {(entry["kind"], entry["job"]): entry for entry in _entries(callbacks)}
     assert len(entries) == len(_entries(callbacks)), "a callback ran twice"
     assert set(entries) == {
-        ("raising", loud_job.id), ("raising", loud_failed.id),
-        *(("success", job.id) for job in doubled), ("failure", failed.id),
+        ("raising", loud_job.id),
+        ("raising", loud_failed.id),
+        *(("success", job.id) for job in doubled),
+        ("failure", failed.id),
     }
     for index, job in enumerate(doubled):
         entry = entries[("success", job.id)]

@@ -7,13 +7,10 @@ the sample tasks' log (JOBQ_TEST_LOG). Run with ``-s`` to see the figures each t
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,47 +18,30 @@ import pytest
 
 from jobq import JobQ
 from jobq.faults import POINTS
-from tests.conftest import WorkerHandle, pid_alive, wait_for
 from tests.support import sample_tasks
+from tests.support.helpers import (
+    FINISHED,
+    TASKS,
+    WorkerHandle,
+    cli_json,
+    log_lines,
+    pid_alive,
+    wait_for,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.slow
 
-TASKS = "tests.support.sample_tasks"
-
-
-@pytest.fixture
-def app(database: str) -> Iterator[JobQ]:
-    """The sample tasks' app on the test database, so jobs get the tasks' own options
-    (``chaos.touch`` has max_attempts=100, ``segfault`` and ``hog`` 2), as with ``--app``."""
-    app = sample_tasks.app
-    previous = app.database
-    app.use_database(database)
-    yield app
-    app.use_database(previous)
-
 
 def runs(tmp_path: Path, tag: str | None = None) -> list[tuple[str, int, int]]:
-    """(tag, job id, pid) of every execution the sample tasks logged, in log order."""
-    path = tmp_path / "ran.log"
-    if not path.exists():
-        return []
-    lines = []
-    for line in path.read_text().splitlines():
-        name, job_id, pid = line.split()
-        if tag is None or name == tag:
-            lines.append((name, int(job_id), int(pid)))
-    return lines
+    """(tag, job id, pid) of every execution the sample tasks logged (of ``tag`` only, if
+    given), in log order."""
+    return [line for line in log_lines(tmp_path) if tag is None or line[0] == tag]
 
 
 def run_counts(tmp_path: Path, tag: str) -> Counter[int]:
     """Job id -> how many times it really ran."""
     return Counter(job_id for _, job_id, _ in runs(tmp_path, tag))
-
-
-def cli_json(jobq: Callable[..., Any], *args: str) -> Any:
-    done = jobq(*args, "--json")
-    assert done.returncode == 0, (args, done.stdout, done.stderr)
-    return json.loads(done.stdout)
 
 
 def integrity(jobq: Callable[..., Any]) -> str:
@@ -71,24 +51,7 @@ def integrity(jobq: Callable[..., Any]) -> str:
 
 def drain(app: JobQ, ids: Sequence[int], timeout: float) -> None:
     """Wait (bounded) until none of ``ids`` is queued, scheduled or running."""
-    wait_for(
-        lambda: all(status in ("succeeded", "failed", "cancelled")
-                    for status in app.store.job_statuses(ids).values()),
-        timeout=timeout, interval=0.05,
-    )
-
-
-def kill_child(worker: WorkerHandle, rng: random.Random) -> int | None:
-    """SIGKILL one random live worker process of the supervisor; its pid, or None."""
-    children = worker.children()
-    if not children:
-        return None
-    victim = rng.choice(children)
-    try:
-        os.kill(victim, signal.SIGKILL)
-    except ProcessLookupError:
-        return None
-    return victim
+    wait_for_status(app, ids, *FINISHED, timeout=timeout, interval=0.05)
 
 
 # -- 1. kill chaos ------------------------------------------------------------------------
@@ -97,7 +60,9 @@ THREADS = 4
 
 
 def test_random_sigkills_of_worker_processes_lose_no_job(
-    app: JobQ, start_worker: Callable[..., WorkerHandle], jobq: Callable[..., Any],
+    sample_app: JobQ,
+    start_worker: Callable[..., WorkerHandle],
+    jobq: Callable[..., Any],
     tmp_path: Path,
 ) -> None:
     rng = random.Random(20240611)
@@ -113,17 +78,17 @@ def test_random_sigkills_of_worker_processes_lose_no_job(
         batch = sample_tasks.touch.submit_many([[n] for n in range(tick * 45, tick * 45 + 45)])
         ids += [job.id for job in batch]
         time.sleep(rng.uniform(0.0, 0.02))  # let the claims land, then kill mid-flight
-        victim = kill_child(worker, rng)
+        victim = worker.kill_random_child(rng)
         if victim is not None:
             killed.append(victim)
         time.sleep(0.18)
     chaos = time.monotonic() - started
 
-    drain(app, ids, timeout=60)
+    drain(sample_app, ids, timeout=60)
     drained = time.monotonic() - started - chaos
 
     summary = cli_json(jobq, "status")
-    statuses = app.store.job_statuses(ids)
+    statuses = sample_app.store.job_statuses(ids)
     counts = run_counts(tmp_path, "touch")
     executions = sum(counts.values())
     duplicates = executions - len(counts)
@@ -142,7 +107,7 @@ def test_random_sigkills_of_worker_processes_lose_no_job(
     assert set(statuses.values()) == {"succeeded"}
     # At least once: every job really ran; duplicates only for jobs in flight at a kill.
     assert set(counts) == set(ids), f"never ran: {sorted(set(ids) - set(counts))[:10]}"
-    attempts = {r.id: r.attempts for r in app.store.list_jobs(limit=len(ids) + 10)}
+    attempts = {r.id: r.attempts for r in sample_app.store.list_jobs(limit=len(ids) + 10)}
     assert all(counts[job_id] <= attempts[job_id] for job_id in ids), "a run not counted"
     assert duplicates <= bound, (duplicates, bound)
     # A run that was not the last of its job happened in a process we killed: a process
@@ -163,8 +128,7 @@ def test_random_sigkills_of_worker_processes_lose_no_job(
 
     assert worker.process.poll() is None, "the supervisor died with its children"
     children = worker.children()
-    worker.signal(signal.SIGTERM)
-    assert worker.wait(timeout=15) == 0, worker.output()[-2000:]
+    assert worker.stop(timeout=15) == 0, worker.output()[-2000:]
     assert not any(pid_alive(child) for child in children)
 
 
@@ -176,8 +140,11 @@ JOBS = 200
 
 @pytest.mark.parametrize("point", POINTS)
 def test_a_crash_at_any_step_loses_no_job_and_reruns_unrecorded_ones(
-    point: str, app: JobQ, start_worker: Callable[..., WorkerHandle],
-    jobq: Callable[..., Any], tmp_path: Path,
+    point: str,
+    sample_app: JobQ,
+    start_worker: Callable[..., WorkerHandle],
+    jobq: Callable[..., Any],
+    tmp_path: Path,
 ) -> None:
     # 200 jobs, about 10-15 deaths: more, and the supervisor's restart backoff (doubling for
     # each quick death of a slot) makes the drain time heavy-tailed (300: once 33 s).
@@ -186,7 +153,7 @@ def test_a_crash_at_any_step_loses_no_job_and_reruns_unrecorded_ones(
         "--procs", "3", "--threads", "2", "--lease", "30", env={"JOBQ_FAULTS": f"{point}=0.05"}
     )
     started = time.monotonic()
-    drain(app, ids, timeout=60)
+    drain(sample_app, ids, timeout=60)
     deaths = worker.output().count(" died (killed by SIGKILL)")
     # A point met once per batch (after_claim, after_complete) can, rarely, miss 200 times.
     for _ in range(3):
@@ -194,13 +161,13 @@ def test_a_crash_at_any_step_loses_no_job_and_reruns_unrecorded_ones(
             break
         more = sample_tasks.touch.submit_many([[n] for n in range(len(ids), len(ids) + 100)])
         ids += [job.id for job in more]
-        drain(app, ids, timeout=30)
+        drain(sample_app, ids, timeout=30)
         deaths = worker.output().count(" died (killed by SIGKILL)")
     elapsed = time.monotonic() - started
 
     counts = run_counts(tmp_path, "touch")
     executions = sum(counts.values())
-    records = {job_id: app.store.get_job(job_id) for job_id in ids}
+    records = {job_id: sample_app.store.get_job(job_id) for job_id in ids}
     rerun = sum(1 for count in counts.values() if count > 1)
     print(
         f"\n{point}: {len(ids)} jobs in {elapsed:.1f} s, worker deaths {deaths},"
@@ -217,31 +184,30 @@ def test_a_crash_at_any_step_loses_no_job_and_reruns_unrecorded_ones(
         assert 1 <= counts[job_id] <= info.attempts, (info, counts[job_id])
     assert integrity(jobq) == "ok"
     assert worker.process.poll() is None
-    worker.signal(signal.SIGTERM)
-    assert worker.wait(timeout=15) == 0, worker.output()[-2000:]
+    assert worker.stop(timeout=15) == 0, worker.output()[-2000:]
 
 
 # -- 3. poison jobs -----------------------------------------------------------------------
 
 
 def test_poison_jobs_fail_after_their_attempts_and_bystanders_succeed(
-    app: JobQ, start_worker: Callable[..., WorkerHandle], jobq: Callable[..., Any],
+    sample_app: JobQ,
+    start_worker: Callable[..., WorkerHandle],
+    jobq: Callable[..., Any],
     tmp_path: Path,
 ) -> None:
-    worker = start_worker(
-        "--procs", "2", "--threads", "2", "--lease", "30", "--max-memory", "600"
-    )
+    worker = start_worker("--procs", "2", "--threads", "2", "--lease", "30", "--max-memory", "600")
     started = time.monotonic()
     # A job that kills its process: the other jobs that process was running pay an attempt
     # too (nobody can tell which job killed it), so the bystanders get plenty of attempts.
-    segfault = app.submit(f"{TASKS}.segfault").id
+    segfault = sample_app.submit(f"{TASKS}.segfault").id
     near_crash = [job.id for job in sample_tasks.touch.submit_many([[n] for n in range(25)])]
-    drain(app, [segfault, *near_crash], timeout=30)
+    drain(sample_app, [segfault, *near_crash], timeout=30)
     # A job over the memory limit: an ordinary failure, its process lives on. Submitted once
     # the segfaults are over, or dying with them would charge it an attempt as well.
-    hog = app.submit(f"{TASKS}.hog").id
+    hog = sample_app.submit(f"{TASKS}.hog").id
     near_hog = [job.id for job in sample_tasks.touch.submit_many([[n] for n in range(25)])]
-    drain(app, [hog, *near_hog], timeout=30)
+    drain(sample_app, [hog, *near_hog], timeout=30)
     elapsed = time.monotonic() - started
 
     crashed = cli_json(jobq, "status", str(segfault))
@@ -259,7 +225,7 @@ def test_poison_jobs_fail_after_their_attempts_and_bystanders_succeed(
     assert [tag for tag, job_id, _ in runs(tmp_path) if job_id == hog] == ["hog"] * 2
 
     others = near_crash + near_hog
-    records = {job_id: app.store.get_job(job_id) for job_id in others}
+    records = {job_id: sample_app.store.get_job(job_id) for job_id in others}
     counts = run_counts(tmp_path, "touch")
     charged = {job_id: r.attempts for job_id, r in records.items() if r.attempts > 1}
     deaths = worker.output().count(" died (")
@@ -278,5 +244,4 @@ def test_poison_jobs_fail_after_their_attempts_and_bystanders_succeed(
     assert extra <= deaths * (2 - 1), charged
     assert not any(job_id in charged for job_id in near_hog)
     assert worker.process.poll() is None
-    worker.signal(signal.SIGTERM)
-    assert worker.wait(timeout=15) == 0, worker.output()[-2000:]
+    assert worker.stop(timeout=15) == 0, worker.output()[-2000:]

@@ -7,11 +7,10 @@ to see the figures each test checks.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,45 +18,20 @@ import pytest
 
 from jobq import JobQ
 from jobq.models import JobRecord
-from tests.conftest import WorkerHandle, pid_alive, wait_for
-from tests.support import sample_tasks
+from tests.support.helpers import (
+    TASKS,
+    WorkerHandle,
+    cli_status,
+    pid_alive,
+    pids_of,
+    record,
+    wait_for,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.slow
 
-SLEEP = "tests.support.sample_tasks.sleep"
-
-
-@pytest.fixture
-def app(database: str) -> Iterator[JobQ]:
-    """The sample tasks' app on the test database (jobs get the tasks' own options)."""
-    app = sample_tasks.app
-    previous = app.database
-    app.use_database(database)
-    yield app
-    app.use_database(previous)
-
-
-def record(app: JobQ, job_id: int) -> JobRecord:
-    return app.store.get_job(job_id)
-
-
-def runs_of(tmp_path: Path, tag: str, job_id: int) -> list[int]:
-    """Pids of the processes that logged ``tag`` for ``job_id``, in order."""
-    path = tmp_path / "ran.log"
-    if not path.exists():
-        return []
-    found = []
-    for line in path.read_text().splitlines():
-        name, job, pid = line.split()
-        if name == tag and int(job) == job_id:
-            found.append(int(pid))
-    return found
-
-
-def cli_status(jobq: Callable[..., Any], *args: str) -> Any:
-    done = jobq("status", *args, "--json")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+SLEEP = f"{TASKS}.sleep"
 
 
 def held_by_other_than(app: JobQ, job_id: int, worker_id: str) -> JobRecord | None:
@@ -70,44 +44,48 @@ def held_by_other_than(app: JobQ, job_id: int, worker_id: str) -> JobRecord | No
 
 @pytest.mark.parametrize("resume", ["after-the-second-run", "during-the-second-run"])
 def test_a_stopped_worker_that_comes_back_late_changes_nothing(
-    resume: str, app: JobQ, start_worker: Callable[..., WorkerHandle],
-    jobq: Callable[..., Any], tmp_path: Path,
+    resume: str,
+    sample_app: JobQ,
+    start_worker: Callable[..., WorkerHandle],
+    jobq: Callable[..., Any],
+    tmp_path: Path,
 ) -> None:
-    job_id = app.submit(SLEEP, args=[3, "zombie"]).id
+    job_id = sample_app.submit(SLEEP, args=[3, "zombie"]).id
     first = start_worker("--procs", "0", "--threads", "1", "--lease", "1", "--grace", "5")
-    wait_for(lambda: runs_of(tmp_path, "start-zombie", job_id) == [first.pid], timeout=15)
-    first_id = record(app, job_id).worker
-    assert first_id and record(app, job_id).attempts == 1
+    wait_for(lambda: pids_of(tmp_path, "start-zombie", job_id) == [first.pid], timeout=15)
+    first_id = record(sample_app, job_id).worker
+    assert first_id and record(sample_app, job_id).attempts == 1
 
     first.signal(signal.SIGSTOP)  # alive, holding the job, silent: a zombie
     stopped = time.monotonic()
     second = start_worker("--procs", "0", "--threads", "1", "--lease", "1", "--grace", "5")
-    taken = wait_for(lambda: held_by_other_than(app, job_id, first_id), timeout=15)
+    taken = wait_for(lambda: held_by_other_than(sample_app, job_id, first_id), timeout=15)
     assert isinstance(taken, JobRecord)
     second_id = taken.worker
     assert second_id and taken.attempts == 2
     recovered = time.monotonic() - stopped
     assert first.process.poll() is None and pid_alive(first.pid)
-    wait_for(lambda: runs_of(tmp_path, "start-zombie", job_id) == [first.pid, second.pid],
-             timeout=5)
+    wait_for(
+        lambda: pids_of(tmp_path, "start-zombie", job_id) == [first.pid, second.pid], timeout=5
+    )
 
     late = "was taken from worker"
     if resume == "after-the-second-run":
-        wait_for(lambda: record(app, job_id).status == "succeeded", timeout=10)
-        done = record(app, job_id)
+        wait_for_status(sample_app, [job_id], "succeeded", timeout=10)
+        done = record(sample_app, job_id)
         first.signal(signal.SIGCONT)
         wait_for(lambda: "changed nothing" in first.output(), timeout=10)
     else:
         first.signal(signal.SIGCONT)
         wait_for(lambda: "changed nothing" in first.output(), timeout=10)
         # The zombie said "succeeded" while the job runs elsewhere: still running there.
-        now = record(app, job_id)
+        now = record(sample_app, job_id)
         assert now.status == "running" and now.worker == second_id and now.attempts == 2, now
-        wait_for(lambda: record(app, job_id).status == "succeeded", timeout=10)
-        done = record(app, job_id)
-    wait_for(lambda: len(runs_of(tmp_path, "end-zombie", job_id)) == 2, timeout=5)
+        wait_for_status(sample_app, [job_id], "succeeded", timeout=10)
+        done = record(sample_app, job_id)
+    wait_for(lambda: len(pids_of(tmp_path, "end-zombie", job_id)) == 2, timeout=5)
 
-    info = cli_status(jobq, str(job_id))
+    info = cli_status(jobq, job_id)
     print(
         f"\nzombie ({resume}): taken over {recovered:.2f} s after SIGSTOP (lease 1 s);"
         f" job worker {info['worker']}, attempts {info['attempts']}; zombie's worker {first_id}"
@@ -118,21 +96,23 @@ def test_a_stopped_worker_that_comes_back_late_changes_nothing(
     assert info["result"] == 3
     assert info["finished_at"] == done.finished_at  # the second run's outcome, untouched
     # Both runs finished: the zombie's first when it resumed mid-run, else second.
-    ends = runs_of(tmp_path, "end-zombie", job_id)
-    assert ends == ([first.pid, second.pid] if resume.startswith("during")
-                    else [second.pid, first.pid])
+    ends = pids_of(tmp_path, "end-zombie", job_id)
+    assert ends == (
+        [first.pid, second.pid] if resume.startswith("during") else [second.pid, first.pid]
+    )
     warning = (
-        f"job {job_id} was taken from worker {first_id}; its late succeeded outcome changed"
-        " nothing"
+        f"job {job_id} was taken from worker {first_id}; its late succeeded outcome changed nothing"
     )
     assert warning in first.output(), first.output()[-2000:]
     assert late not in second.output()
     for worker in (first, second):
-        worker.signal(signal.SIGTERM)
-        assert worker.wait(timeout=10) == 0, worker.output()[-2000:]
-    after = record(app, job_id)
+        assert worker.stop(timeout=10) == 0, worker.output()[-2000:]
+    after = record(sample_app, job_id)
     assert (after.status, after.worker, after.attempts, after.finished_at) == (
-        "succeeded", second_id, 2, done.finished_at
+        "succeeded",
+        second_id,
+        2,
+        done.finished_at,
     )
 
 
@@ -140,16 +120,18 @@ def test_a_stopped_worker_that_comes_back_late_changes_nothing(
 
 
 def test_a_dead_hosts_jobs_are_recovered_by_another_host_after_the_lease(
-    app: JobQ, start_worker: Callable[..., WorkerHandle], jobq: Callable[..., Any],
+    sample_app: JobQ,
+    start_worker: Callable[..., WorkerHandle],
+    jobq: Callable[..., Any],
     tmp_path: Path,
 ) -> None:
     lease = 2.0
-    job_id = app.submit(SLEEP, args=[1.5, "lease"]).id
+    job_id = sample_app.submit(SLEEP, args=[1.5, "lease"]).id
     host_a = start_worker(
         "--procs", "1", "--threads", "1", "--lease", str(lease), env={"JOBQ_HOSTNAME": "host-a"}
     )
-    wait_for(lambda: runs_of(tmp_path, "start-lease", job_id), timeout=15)
-    held = record(app, job_id)
+    wait_for(lambda: pids_of(tmp_path, "start-lease", job_id), timeout=15)
+    held = record(sample_app, job_id)
     assert held.status == "running" and held.worker and held.worker.startswith("host-a/")
     children = host_a.children()
     assert len(children) == 1
@@ -160,38 +142,41 @@ def test_a_dead_hosts_jobs_are_recovered_by_another_host_after_the_lease(
     killed = time.time()
     assert host_a.wait(timeout=5) == -signal.SIGKILL
     wait_for(lambda: not pid_alive(children[0]), timeout=5)
-    last_beat = next(w.heartbeat_at for w in app.store.workers() if w.id == held.worker)
+    last_beat = next(w.heartbeat_at for w in sample_app.store.workers() if w.id == held.worker)
     expires = last_beat + lease
-    assert record(app, job_id).status == "running"
+    assert record(sample_app, job_id).status == "running"
 
     host_b = start_worker(
         "--procs", "1", "--threads", "1", "--lease", str(lease), env={"JOBQ_HOSTNAME": "host-b"}
     )
-    wait_for(lambda: any(w.host == "host-b" for w in app.store.workers()), timeout=15)
+    wait_for(lambda: any(w.host == "host-b" for w in sample_app.store.workers()), timeout=15)
     up = time.time()
     # Host-b cannot know host-a's processes are dead: it must wait for the lease. Watch the
     # job from host-b's start (whose first act is a reap) to just before the lease expires.
     assert up < expires - 0.3, f"host-b took {up - killed:.2f} s to start: nothing to check"
     samples = []
     while time.time() < expires - 0.15:
-        samples.append(record(app, job_id))
+        samples.append(record(sample_app, job_id))
         time.sleep(0.02)
-    print(f"\nhost-b up {up - killed:.2f} s after the kill; job watched until"
-          f" {time.time() - killed:.2f} s, the lease expires at {expires - killed:.2f} s")
+    print(
+        f"\nhost-b up {up - killed:.2f} s after the kill; job watched until"
+        f" {time.time() - killed:.2f} s, the lease expires at {expires - killed:.2f} s"
+    )
     assert samples and all(
         (s.status, s.worker, s.attempts) == ("running", held.worker, 1) for s in samples
     ), [(s.status, s.worker) for s in samples]
 
     host_a_id = str(held.worker)
-    taken = wait_for(lambda: held_by_other_than(app, job_id, host_a_id), timeout=10,
-                     interval=0.01)
+    taken = wait_for(
+        lambda: held_by_other_than(sample_app, job_id, host_a_id), timeout=10, interval=0.01
+    )
     assert isinstance(taken, JobRecord)
     recovered = time.time()
     assert taken.worker and taken.worker.startswith("host-b/")
     assert taken.started_at is not None and taken.started_at >= expires
-    wait_for(lambda: record(app, job_id).status == "succeeded", timeout=10)
+    wait_for_status(sample_app, [job_id], "succeeded", timeout=10)
 
-    info = cli_status(jobq, str(job_id))
+    info = cli_status(jobq, job_id)
     print(
         f"recovered by {taken.worker} {recovered - killed:.2f} s after the kill,"
         f" {taken.started_at - expires:.2f} s after the lease expired (lease {lease} s)"
@@ -199,11 +184,10 @@ def test_a_dead_hosts_jobs_are_recovered_by_another_host_after_the_lease(
     assert info["status"] == "succeeded" and info["result"] == 1.5, info
     assert info["attempts"] == 2
     assert info["worker"] == taken.worker
-    assert runs_of(tmp_path, "start-lease", job_id)[0] == children[0]
-    assert runs_of(tmp_path, "end-lease", job_id) == [runs_of(tmp_path, "start-lease", job_id)[1]]
+    assert pids_of(tmp_path, "start-lease", job_id)[0] == children[0]
+    assert pids_of(tmp_path, "end-lease", job_id) == [pids_of(tmp_path, "start-lease", job_id)[1]]
     # Host-a is gone from the workers a user sees; host-b is there.
     hosts = {worker["host"] for worker in cli_status(jobq)["workers"]}
     assert hosts == {"host-b"}, hosts
     assert "recovered the jobs of dead workers" in host_b.output()
-    host_b.signal(signal.SIGTERM)
-    assert host_b.wait(timeout=10) == 0, host_b.output()[-2000:]
+    assert host_b.stop(timeout=10) == 0, host_b.output()[-2000:]

@@ -7,76 +7,41 @@ afterwards) and prints the figure it checks (run with ``-s`` to see them).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from jobq import DatabaseBusyError, DatabaseError, JobQ
-from tests.conftest import WorkerHandle, pid_alive, wait_for
 from tests.support import sample_tasks
+from tests.support.helpers import TASKS, WorkerHandle, log_lines, pid_alive, query, wait_for
 
 pytestmark = pytest.mark.slow
-
-TASKS = "tests.support.sample_tasks"
-
-
-@pytest.fixture
-def app(database: str) -> Iterator[JobQ]:
-    """The sample tasks' app on the test database (no cap, default busy timeout)."""
-    application = sample_tasks.app
-    previous = application.database
-    application.use_database(database)
-    yield application
-    application.use_database(previous)
 
 
 # -- helpers -------------------------------------------------------------------------------
 
 
-def query(database: str, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
-    """Read with a connection of our own, as an operator's ``sqlite3`` shell would."""
-    connection = sqlite3.connect(database, timeout=10)
-    try:
-        return connection.execute(sql, parameters).fetchall()
-    finally:
-        connection.close()
-
-
 def job_count(database: str) -> int:
-    return int(query(database, "SELECT COUNT(*) FROM jobs")[0][0])
+    return int(query(database, "SELECT COUNT(*) FROM jobs", timeout=10)[0][0])
 
 
 def statuses(database: str, ids: Sequence[int]) -> dict[int, str]:
     marks = ", ".join("?" * len(ids))
-    return dict(query(database, f"SELECT id, status FROM jobs WHERE id IN ({marks})", ids))
+    return dict(
+        query(database, f"SELECT id, status FROM jobs WHERE id IN ({marks})", ids, timeout=10)
+    )
 
 
 def all_succeeded(database: str, ids: Sequence[int]) -> bool:
     return set(statuses(database, ids).values()) == {"succeeded"}
-
-
-def log_lines(tmp_path: Path) -> list[tuple[str, int, int]]:
-    """(tag, job id, pid) for every side effect the sample tasks recorded."""
-    path = tmp_path / "ran.log"
-    if not path.exists():
-        return []
-    lines = []
-    for line in path.read_text().splitlines():
-        tag, job_id, pid = line.split()
-        lines.append((tag, int(job_id), int(pid)))
-    return lines
 
 
 def runs(tmp_path: Path, prefix: str) -> Counter[int]:
@@ -86,11 +51,6 @@ def runs(tmp_path: Path, prefix: str) -> Counter[int]:
 
 def error_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
     return done.stderr.strip().splitlines()
-
-
-def stop(worker: WorkerHandle, timeout: float = 15) -> int:
-    worker.signal(signal.SIGTERM)
-    return worker.wait(timeout=timeout)
 
 
 # -- 1. a database locked by another process ------------------------------------------------
@@ -109,23 +69,28 @@ print(f"released {time.monotonic() - start:.2f}", flush=True)
 
 
 def test_a_locked_database_refuses_submits_in_one_line_and_workers_wait_it_out(
-    app: JobQ, database: str, start_worker: Callable[..., WorkerHandle],
-    jobq: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path,
+    sample_app: JobQ,
+    database: str,
+    start_worker: Callable[..., WorkerHandle],
+    jobq: Callable[..., subprocess.CompletedProcess[str]],
+    tmp_path: Path,
 ) -> None:
     busy = f"sqlite:///{database}?busy_timeout=200"
     sleepers = [sample_tasks.sleep.submit(0.3, f"s{index}").id for index in range(40)]
     records = [sample_tasks.record.submit(f"r{index}").id for index in range(40)]
     ids = sleepers + records
-    worker = start_worker("--procs", "2", "--threads", "4", "--lease", "20", "--grace", "5",
-                          "--db", busy)
-    wait_for(lambda: len(worker.children()) == 2 and len(runs(tmp_path, "end-")) >= 8,
-             timeout=20)
+    worker = start_worker(
+        "--procs", "2", "--threads", "4", "--lease", "20", "--grace", "5", "--db", busy
+    )
+    wait_for(lambda: len(worker.children()) == 2 and len(runs(tmp_path, "end-")) >= 8, timeout=20)
     children = sorted(worker.children())
     total = job_count(database)
 
     holder = subprocess.Popen(
         [sys.executable, "-c", LOCK_HOLDER, database, "1.5"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdin is not None
@@ -152,9 +117,11 @@ def test_a_locked_database_refuses_submits_in_one_line_and_workers_wait_it_out(
             holder.kill()
             holder.wait(timeout=10)
     held = float(released.split()[1])
-    print(f"\nlock held {held:.2f} s (busy_timeout 200 ms); {done_at_lock}/{len(ids)} jobs done "
-          f"when it was taken; submit exit {refused.returncode}: {refused.stderr.strip()!r}; "
-          f"library: {type(raised.value).__name__}")
+    print(
+        f"\nlock held {held:.2f} s (busy_timeout 200 ms); {done_at_lock}/{len(ids)} jobs done "
+        f"when it was taken; submit exit {refused.returncode}: {refused.stderr.strip()!r}; "
+        f"library: {type(raised.value).__name__}"
+    )
     assert still_locked, "the checks must run while the lock is held"
     assert refused.returncode == 1, refused
     assert refused.stdout == ""
@@ -170,18 +137,20 @@ def test_a_locked_database_refuses_submits_in_one_line_and_workers_wait_it_out(
     wait_for(lambda: all_succeeded(database, ids), timeout=30)
     assert worker.process.poll() is None
     assert sorted(worker.children()) == children, "a worker process died and was restarted"
-    attempts = dict(query(database, "SELECT id, attempts FROM jobs"))
+    attempts = dict(query(database, "SELECT id, attempts FROM jobs", timeout=10))
     assert set(attempts) == set(ids) and set(attempts.values()) == {1}, attempts
     starts, ends = runs(tmp_path, "start-"), runs(tmp_path, "end-")
     assert starts == ends == Counter(sleepers), (starts, ends)
     assert runs(tmp_path, "r") == Counter(records)
     output = worker.output()
     waits = [line for line in output.splitlines() if "is locked" in line]
-    print(f"worker logged {len(waits)} busy retries; {len(ids)} jobs succeeded, each ran once; "
-          f"children {children} unchanged")
+    print(
+        f"worker logged {len(waits)} busy retries; {len(ids)} jobs succeeded, each ran once; "
+        f"children {children} unchanged"
+    )
     assert waits, "the worker never met the lock: the test proved nothing"
     assert "Traceback" not in output and "crashed" not in output, output
-    assert stop(worker) == 0
+    assert worker.stop(timeout=15) == 0
 
 
 # -- 2. a full disk ------------------------------------------------------------------------
@@ -192,15 +161,18 @@ SLACK = 16  # pages left free under the cap: enough for claims, not for any resu
 
 
 def test_a_full_database_refuses_submits_cleanly_and_workers_keep_outcomes_until_space_returns(
-    app: JobQ, database: str, start_worker: Callable[..., WorkerHandle],
-    jobq: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path,
+    sample_app: JobQ,
+    database: str,
+    start_worker: Callable[..., WorkerHandle],
+    jobq: Callable[..., subprocess.CompletedProcess[str]],
+    tmp_path: Path,
 ) -> None:
     ids = [sample_tasks.big.submit(RESULT_SIZE).id for _ in range(6)]
     filler = [
-        app.submit(f"{TASKS}.echo", args=["f" * FILLER_SIZE], queue="filler").id
+        sample_app.submit(f"{TASKS}.echo", args=["f" * FILLER_SIZE], queue="filler").id
         for _ in range(30)
     ]
-    pages = int(query(database, "PRAGMA page_count")[0][0])
+    pages = int(query(database, "PRAGMA page_count", timeout=10)[0][0])
     cap = pages + SLACK
     capped = f"sqlite:///{database}?max_page_count={cap}"
     total = job_count(database)
@@ -218,8 +190,10 @@ def test_a_full_database_refuses_submits_cleanly_and_workers_keep_outcomes_until
             echo.submit_many([("m" * 2000,)] * 100)
     finally:
         capped_app.close()
-    print(f"\ncap {cap} pages ({pages} used); submit exit {refused.returncode}: "
-          f"{refused.stderr.strip()!r}; submit_many(100): {raised.value}")
+    print(
+        f"\ncap {cap} pages ({pages} used); submit exit {refused.returncode}: "
+        f"{refused.stderr.strip()!r}; submit_many(100): {raised.value}"
+    )
     assert refused.returncode == 1, refused
     lines = error_lines(refused)
     assert len(lines) == 1 and "cannot grow" in lines[0], refused.stderr
@@ -230,10 +204,24 @@ def test_a_full_database_refuses_submits_cleanly_and_workers_keep_outcomes_until
 
     # (b) A worker on the capped database runs the jobs; their results do not fit.
     # As many threads as jobs: a process holds at most `threads` unrecorded outcomes.
-    worker = start_worker("--procs", "1", "--threads", str(len(ids)), "--queues", "default",
-                          "--lease", "20", "--grace", "5", "--db", capped)
-    wait_for(lambda: runs(tmp_path, "big") == Counter(ids) and worker.output().count(
-        "cannot grow") >= 3, timeout=30)
+    worker = start_worker(
+        "--procs",
+        "1",
+        "--threads",
+        str(len(ids)),
+        "--queues",
+        "default",
+        "--lease",
+        "20",
+        "--grace",
+        "5",
+        "--db",
+        capped,
+    )
+    wait_for(
+        lambda: runs(tmp_path, "big") == Counter(ids) and worker.output().count("cannot grow") >= 3,
+        timeout=30,
+    )
     children = worker.children()
     assert worker.process.poll() is None and len(children) == 1, worker.output()
     held = statuses(database, ids)
@@ -241,20 +229,22 @@ def test_a_full_database_refuses_submits_cleanly_and_workers_keep_outcomes_until
 
     # Free space from a connection without the cap, as an operator would.
     for job_id in filler:
-        app.store.cancel_job(job_id)
+        sample_app.store.cancel_job(job_id)
     purged = jobq("purge", "--status", "cancelled", "--older-than", "0s")
     assert purged.returncode == 0, purged.stderr
     assert purged.stdout.strip() == f"purged {len(filler)} jobs"
-    free = int(query(database, "PRAGMA freelist_count")[0][0])
+    free = int(query(database, "PRAGMA freelist_count", timeout=10)[0][0])
 
     wait_for(lambda: all_succeeded(database, ids), timeout=30)
     output = worker.output()
     retries = output.count("could not record")
-    print(f"worker kept outcomes through {retries} failed writes; {free} pages freed; "
-          f"{len(ids)} jobs succeeded; runs per job {sorted(set(runs(tmp_path, 'big').values()))}")
+    print(
+        f"worker kept outcomes through {retries} failed writes; {free} pages freed; "
+        f"{len(ids)} jobs succeeded; runs per job {sorted(set(runs(tmp_path, 'big').values()))}"
+    )
     assert retries >= 3
     for job_id in ids:
-        info = app.store.get_job(job_id)
+        info = sample_app.store.get_job(job_id)
         assert info.status == "succeeded" and info.attempts == 1, info
         assert info.result == "x" * RESULT_SIZE
     assert runs(tmp_path, "big") == Counter(ids), "a job ran twice"
@@ -262,7 +252,7 @@ def test_a_full_database_refuses_submits_cleanly_and_workers_keep_outcomes_until
     assert "Traceback" not in output and "crashed" not in output, output
     accepted = jobq("submit", "--db", capped, f"{TASKS}.echo", "fits now")
     assert accepted.returncode == 0, accepted.stderr
-    assert stop(worker) == 0
+    assert worker.stop(timeout=15) == 0
 
 
 # -- 3. processes killed while they write ----------------------------------------------------
@@ -283,8 +273,11 @@ KILLS = 20
 
 @pytest.mark.parametrize("synchronous", ["normal", "full"])
 def test_killing_submitters_and_workers_mid_write_loses_no_acknowledged_job(
-    synchronous: str, database: str, start_worker: Callable[..., WorkerHandle],
-    cli_env: dict[str, str], jobq: Callable[..., subprocess.CompletedProcess[str]],
+    synchronous: str,
+    database: str,
+    start_worker: Callable[..., WorkerHandle],
+    cli_env: dict[str, str],
+    jobq: Callable[..., subprocess.CompletedProcess[str]],
     tmp_path: Path,
 ) -> None:
     url = f"sqlite:///{database}" + ("?synchronous=full" if synchronous == "full" else "")
@@ -296,17 +289,24 @@ def test_killing_submitters_and_workers_mid_write_loses_no_acknowledged_job(
         out = tmp_path / f"submitter-{round_}.out"
         with out.open("w") as handle:
             submitter = subprocess.Popen(
-                [sys.executable, "-c", SUBMITTER, url, f"k{round_}"], env=cli_env,
-                cwd=tmp_path, stdout=handle, stderr=subprocess.STDOUT, text=True,
+                [sys.executable, "-c", SUBMITTER, url, f"k{round_}"],
+                env=cli_env,
+                cwd=tmp_path,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                text=True,
             )
         if worker is None:
-            worker = start_worker("--procs", "2", "--threads", "4", "--lease", "20",
-                                  "--grace", "5", "--db", url)
+            worker = start_worker(
+                "--procs", "2", "--threads", "4", "--lease", "20", "--grace", "5", "--db", url
+            )
         if rng.random() < 0.25:  # sometimes while it opens the database
             time.sleep(rng.uniform(0.05, 0.3))
         else:  # mostly in the middle of a stream of submits
-            wait_for(lambda: out.stat().st_size > 0 or submitter.poll() is not None,  # noqa: B023
-                     timeout=15)
+            wait_for(
+                lambda: out.stat().st_size > 0 or submitter.poll() is not None,  # noqa: B023
+                timeout=15,
+            )
             time.sleep(rng.uniform(0.0, 0.15))
         assert submitter.poll() is None, out.read_text()
         submitter.kill()
@@ -320,29 +320,28 @@ def test_killing_submitters_and_workers_mid_write_loses_no_acknowledged_job(
             worker.wait(timeout=10)
             supervisor_kills += 1
             worker = None
-        elif round_ % 2 == 1 and (children := worker.children()):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(rng.choice(children), signal.SIGKILL)
-                worker_kills += 1
+        elif round_ % 2 == 1 and worker.kill_random_child(rng) is not None:
+            worker_kills += 1
 
     if worker is not None:
-        assert stop(worker) == 0, worker.output()
+        assert worker.stop(timeout=15) == 0, worker.output()
     # Whatever is left runs now; the dead workers' jobs are recovered at once (dead pids).
-    drain = start_worker("--procs", "1", "--threads", "8", "--lease", "20", "--burst",
-                         "--db", url)
+    drain = start_worker("--procs", "1", "--threads", "8", "--lease", "20", "--burst", "--db", url)
     assert drain.wait(timeout=60) == 0, drain.output()
 
-    rows = query(database, "SELECT id, task, status, args, kwargs, result FROM jobs")
+    rows = query(database, "SELECT id, task, status, args, kwargs, result FROM jobs", timeout=10)
     by_id = {row[0]: row for row in rows}
     missing = sorted(set(acknowledged) - set(by_id))
-    integrity = query(database, "PRAGMA integrity_check")
+    integrity = query(database, "PRAGMA integrity_check", timeout=10)
     checked = jobq("check", "--db", url)
     ran = runs(tmp_path, "k")
     again = sum(count > 1 for count in ran.values())
-    print(f"\nsynchronous={synchronous}: {KILLS} submitter kills, {worker_kills} worker-process "
-          f"kills, {supervisor_kills} supervisor kills; {len(acknowledged)} acknowledged ids, "
-          f"{len(rows)} jobs stored, {len(missing)} missing; integrity {integrity[0][0]}; "
-          f"{again} jobs ran more than once (at least once is the promise)")
+    print(
+        f"\nsynchronous={synchronous}: {KILLS} submitter kills, {worker_kills} worker-process "
+        f"kills, {supervisor_kills} supervisor kills; {len(acknowledged)} acknowledged ids, "
+        f"{len(rows)} jobs stored, {len(missing)} missing; integrity {integrity[0][0]}; "
+        f"{again} jobs ran more than once (at least once is the promise)"
+    )
     assert len(acknowledged) >= KILLS // 2, "the submitters hardly ever got to submit"
     assert not missing, missing
     assert len(set(acknowledged)) == len(acknowledged), "an id was acknowledged twice"
@@ -359,11 +358,16 @@ def test_killing_submitters_and_workers_mid_write_loses_no_acknowledged_job(
 
 
 def test_sigterm_under_load_finishes_running_jobs_and_queues_the_rest_again(
-    app: JobQ, database: str, start_worker: Callable[..., WorkerHandle],
-    jobq: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path,
+    sample_app: JobQ,
+    database: str,
+    start_worker: Callable[..., WorkerHandle],
+    jobq: Callable[..., subprocess.CompletedProcess[str]],
+    tmp_path: Path,
 ) -> None:
-    ids = [job.id for job in sample_tasks.sleep.submit_many(
-        [(1.0, f"g{index}") for index in range(300)])]
+    ids = [
+        job.id
+        for job in sample_tasks.sleep.submit_many([(1.0, f"g{index}") for index in range(300)])
+    ]
     worker = start_worker("--procs", "5", "--threads", "40", "--lease", "20", "--grace", "10")
     wait_for(lambda: sum(runs(tmp_path, "start-").values()) >= 150, timeout=40)
     children = worker.children()
@@ -376,16 +380,19 @@ def test_sigterm_under_load_finishes_running_jobs_and_queues_the_rest_again(
 
     assert code == 0, worker.output()
     wait_for(lambda: not any(pid_alive(child) for child in children), timeout=5)
-    records = {job_id: app.store.get_job(job_id) for job_id in ids}
+    records = {job_id: sample_app.store.get_job(job_id) for job_id in ids}
     started, ended = runs(tmp_path, "start-"), runs(tmp_path, "end-")
     counts = Counter(record.status for record in records.values())
     handed_back = sum(
         int(line.split("handed back ")[1].split()[0])
-        for line in worker.output().splitlines() if "handed back" in line
+        for line in worker.output().splitlines()
+        if "handed back" in line
     )
-    print(f"\nstop took {took:.2f} s (grace 10 s); {len(started)} jobs had started, "
-          f"{counts['succeeded']} succeeded, {counts['queued']} queued again "
-          f"({handed_back} of them prefetched and handed back), {counts['running']} running")
+    print(
+        f"\nstop took {took:.2f} s (grace 10 s); {len(started)} jobs had started, "
+        f"{counts['succeeded']} succeeded, {counts['queued']} queued again "
+        f"({handed_back} of them prefetched and handed back), {counts['running']} running"
+    )
     assert counts["running"] == 0
     assert started == ended, "a started job did not finish"
     assert set(started.values()) == {1}
@@ -405,7 +412,8 @@ def test_sigterm_under_load_finishes_running_jobs_and_queues_the_rest_again(
 
 
 def test_opening_the_database_again_in_a_process_keeps_its_locks_and_its_view(
-    database: str, jobq: Callable[..., subprocess.CompletedProcess[str]],
+    database: str,
+    jobq: Callable[..., subprocess.CompletedProcess[str]],
 ) -> None:
     """Regression: opening a store read the file's header with open()/close(), and closing
     any descriptor of a file drops all the POSIX locks the process holds on it. Another
@@ -423,8 +431,10 @@ def test_opening_the_database_again_in_a_process_keeps_its_locks_and_its_view(
         added = jobq("submit", f"{TASKS}.echo", "from-another-process")
         assert added.returncode == 0, added.stderr
         seen = first.store.job_statuses([*before, int(added.stdout)])
-        print(f"\nWAL kept while in use: {wal.exists()}; this process sees {len(seen)} of "
-              f"{len(before) + 1} jobs")
+        print(
+            f"\nWAL kept while in use: {wal.exists()}; this process sees {len(seen)} of "
+            f"{len(before) + 1} jobs"
+        )
         assert wal.exists(), "another process deleted the WAL this process is using"
         assert seen == dict.fromkeys([*before, int(added.stdout)], "queued"), seen
     finally:
