@@ -58,6 +58,20 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    def complete_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        worker_id: str,
+        queues: Sequence[str] | None,
+        limit: int,
+    ) -> tuple[list[bool], list[ClaimedJob]]:
+        """``complete(outcomes)`` then ``claim(worker_id, queues, limit)``, in ONE transaction.
+
+        A busy worker records what finished and takes new work for the freed slots with a
+        single commit: half the write transactions of doing both apart.
+        """
+
+    @abc.abstractmethod
     def changed(self) -> bool:
         """Cheaply tell whether another connection committed since the last call.
 

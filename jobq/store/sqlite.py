@@ -101,7 +101,36 @@ class SQLiteStore(SQLiteConnections, Store):
     def claim(self, worker_id: str, queues: Sequence[str] | None, limit: int) -> list[ClaimedJob]:
         if limit <= 0:
             return []
-        parameters: dict[str, Any] = {"worker": worker_id, "now": time.time(), "limit": limit}
+        with self._write() as connection:
+            return self._claim(connection, worker_id, queues, limit)
+
+    def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        with self._write() as connection:
+            return self._complete(connection, outcomes)
+
+    def complete_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        worker_id: str,
+        queues: Sequence[str] | None,
+        limit: int,
+    ) -> tuple[list[bool], list[ClaimedJob]]:
+        if not outcomes and limit <= 0:
+            return [], []
+        with self._write() as connection:
+            applied = self._complete(connection, outcomes)
+            jobs = self._claim(connection, worker_id, queues, limit) if limit > 0 else []
+        return applied, jobs
+
+    def _claim(
+        self,
+        connection: sqlite3.Connection,
+        worker_id: str,
+        queues: Sequence[str] | None,
+        limit: int,
+    ) -> list[ClaimedJob]:
+        now = time.time()
+        parameters: dict[str, Any] = {"worker": worker_id, "now": now, "limit": limit}
         filter_sql = ""
         # Name the index: without statistics the planner may pick jobs_status and sort every
         # waiting job on each claim. One queue walks its own index in claim order; several
@@ -114,35 +143,32 @@ class SQLiteStore(SQLiteConnections, Store):
             if len(queues) == 1:
                 index = "jobs_waiting"
         sql = _CLAIM.format(index=index, queues=filter_sql)
-        with self._write() as connection:
-            rows = connection.execute(sql, parameters).fetchall()
-        now = parameters["now"]
+        rows = connection.execute(sql, parameters).fetchall()
         jobs = [ClaimedJob(*row) for row in rows]
         for job in jobs:
             job.started_at = now
         jobs.sort(key=lambda job: (-job.priority, job.id))
         return jobs
 
-    def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
+    def _complete(self, connection: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[bool]:
         applied = []
-        with self._write() as connection:
-            for outcome in outcomes:
-                cursor = connection.execute(
-                    _COMPLETE,
-                    {
-                        "id": outcome.job_id,
-                        "worker": outcome.worker_id,
-                        "claim": outcome.claim,
-                        "status": outcome.status,
-                        "result": outcome.result,
-                        "error": outcome.error,
-                        "finished_at": outcome.finished_at if outcome.status in TERMINAL else None,
-                        "run_at": outcome.run_at,
-                        "refund": 1 if outcome.refund else 0,
-                    },
-                )
-                applied.append(cursor.rowcount == 1)
-                fault("mid_complete")
+        for outcome in outcomes:
+            cursor = connection.execute(
+                _COMPLETE,
+                {
+                    "id": outcome.job_id,
+                    "worker": outcome.worker_id,
+                    "claim": outcome.claim,
+                    "status": outcome.status,
+                    "result": outcome.result,
+                    "error": outcome.error,
+                    "finished_at": outcome.finished_at if outcome.status in TERMINAL else None,
+                    "run_at": outcome.run_at,
+                    "refund": 1 if outcome.refund else 0,
+                },
+            )
+            applied.append(cursor.rowcount == 1)
+            fault("mid_complete")
         return applied
 
     def changed(self) -> bool:

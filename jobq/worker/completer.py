@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..context import JobContext
@@ -30,16 +30,35 @@ MAX_BATCH = 500  # outcomes per transaction
 _STOP = object()
 
 
+class Refill:
+    """How the completer takes new work for the slots its outcomes free, in the same
+    transaction (see ``Store.complete_and_claim``)."""
+
+    def __init__(
+        self,
+        worker_id: str,
+        queues: Sequence[str] | None,
+        limit: Callable[[int], int],
+        hand_over: Callable[[list[ClaimedJob]], None],
+    ) -> None:
+        self.worker_id = worker_id
+        self.queues = queues
+        self.limit = limit  # slots freed -> how many jobs to claim now (0 while stopping)
+        self.hand_over = hand_over  # gives claimed jobs to the executors
+
+
 class Completer:
     def __init__(
         self,
         store: Store,
         tasks: Mapping[str, Task],
         on_recorded: Callable[[int], None] | None = None,
+        refill: Refill | None = None,
     ) -> None:
         self.store = store
         self.tasks = tasks
         self.on_recorded = on_recorded
+        self.refill = refill
         self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="jobq-completer", daemon=True)
         self.recorded = 0
@@ -90,9 +109,18 @@ class Completer:
 
     def _record(self, batch: list[tuple[Outcome, ClaimedJob]]) -> None:
         pause = 0.05
+        refill = self.refill
+        jobs: list[ClaimedJob] = []
         while True:
+            outcomes = [outcome for outcome, _ in batch]
             try:
-                applied = self.store.complete([outcome for outcome, _ in batch])
+                if refill is None:
+                    applied = self.store.complete(outcomes)
+                else:
+                    # The slots these outcomes free are refilled in the same commit.
+                    applied, jobs = self.store.complete_and_claim(
+                        outcomes, refill.worker_id, refill.queues, refill.limit(len(batch))
+                    )
                 break
             except DatabaseError as error:
                 # Keep the outcomes: they are recorded once the database takes writes again.
@@ -100,6 +128,9 @@ class Completer:
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
         fault("after_complete")
+        if jobs:
+            assert refill is not None
+            refill.hand_over(jobs)
         for (outcome, job), ok in zip(batch, applied, strict=True):
             if not ok:
                 self.ignored += 1
@@ -113,8 +144,9 @@ class Completer:
             self.recorded += 1
             if outcome.status in ("succeeded", "failed"):
                 self._callback(outcome, job)
-        if self.on_recorded is not None:
-            self.on_recorded(len(batch))
+        freed = len(batch) - len(jobs)
+        if self.on_recorded is not None and freed:
+            self.on_recorded(freed)
 
     def _callback(self, outcome: Outcome, job: ClaimedJob) -> None:
         task = self.tasks.get(job.task)

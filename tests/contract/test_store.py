@@ -296,3 +296,16 @@ def test_ids_are_never_reused_after_a_purge(store: Store) -> None:
     assert store.purge(["succeeded"], older_than=0) == 1
     [second] = store.enqueue([new()])
     assert second > first
+
+
+def test_complete_and_claim_is_one_transaction_of_both(store: Store) -> None:
+    worker = register(store)
+    first, second, third = store.enqueue([new(), new(), new()])
+    [job] = store.claim(worker, None, 1)
+    applied, jobs = store.complete_and_claim([done(job.id, worker)], worker, None, 5)
+    assert applied == [True]
+    assert store.get_job(first).status == "succeeded"
+    assert sorted(claimed.id for claimed in jobs) == [second, third]
+    assert store.complete_and_claim([], worker, None, 0) == ([], [])
+    stale = done(first, worker)
+    assert store.complete_and_claim([stale], worker, None, 1) == ([False], [])
