@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+# rich is imported inside the commands: a worker (same program) never pays for it.
 import datetime
 import json
 import time
+from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from jobq.models import STATUSES, JobRecord
 
@@ -30,7 +30,7 @@ def _ago(timestamp: float) -> str:
     return f"{seconds / 3600:.1f}h ago"
 
 
-def _print_job(console: Console, record: JobRecord) -> None:
+def _print_job(console: Any, record: JobRecord) -> None:
     rows = [
         ("id", str(record.id)),
         ("task", record.task),
@@ -66,6 +66,9 @@ def _print_job(console: Console, record: JobRecord) -> None:
 def status(ctx: click.Context, job_id: int | None, as_json: bool, database: str | None) -> None:
     """Counts per status and queue, and live workers; or one job with JOB_ID."""
     store = open_store_of(ctx, database)
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console(soft_wrap=True)
     if job_id is not None:
         record = store.get_job(job_id)
@@ -130,6 +133,9 @@ def list_jobs(
     if as_json:
         emit_json([record.model_dump() for record in records])
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table()
     for column in ("id", "task", "queue", "status", "attempts", "created", "error"):
         table.add_column(column, overflow="fold")

@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from ..errors import (
     InvalidStateError,
     JobNotFoundError,
@@ -451,6 +449,8 @@ class SQLiteStore(SQLiteConnections, Store):
         return cursor.rowcount
 
     def describe(self, *, integrity: bool = False) -> dict[str, Any]:
+        import sqlite_utils  # only operators' `jobq check` needs it: keep it off workers
+
         connection = self._connection()
         database = sqlite_utils.Database(connection)
         wal = Path(f"{self.path}-wal")
