@@ -52,8 +52,27 @@ class SQLiteConnections:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._check_file(create)
-        self._check_schema()
-        self.migrate()
+        self._open_schema()
+
+    def _open_schema(self) -> None:
+        """Check and migrate the schema, waiting out other processes doing the same.
+
+        While a new file is still in rollback-journal mode (before the first connection turns
+        WAL on), SQLite answers "locked" at once, without its busy handler, to a process that
+        would otherwise deadlock with another one creating or migrating the same file.
+        """
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        pause = 0.01
+        while True:
+            try:
+                self._check_schema()
+                self.migrate()
+                return
+            except DatabaseBusyError:
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.25)
 
     # -- connections -----------------------------------------------------------------------
 
