@@ -36,7 +36,11 @@ def test_processes_racing_to_create_a_database_all_succeed(tmp_path: Path, round
         for _ in range(8)
     ]
     results = [process.communicate(timeout=30) for process in processes]
-    errors = [stderr for process, (_, stderr) in zip(processes, results) if process.returncode]
+    errors = [
+        stderr
+        for process, (_, stderr) in zip(processes, results, strict=True)
+        if process.returncode
+    ]
     assert errors == []
     ids = sorted(int(stdout) for stdout, _ in results)
     assert len(set(ids)) == 8
