@@ -25,7 +25,7 @@ from .common import app_option, database_of, db_option, open_app
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
-    default=4,
+    default=8,
     show_default=True,
     help="Executor threads per process.",
 )

@@ -173,7 +173,7 @@ class JobQ:
     def run_worker(
         self,
         procs: int = 0,
-        threads: int = 4,
+        threads: int = 8,
         *,
         queues: Sequence[str] | None = None,
         burst: bool = False,
