@@ -22,6 +22,8 @@ from ..models import STATUSES, TERMINAL, ClaimedJob, JobRecord, NewJob, Outcome,
 from .base import Store
 from .sqlite_connections import SQLiteConnections, translate
 
+PURGE_CHUNK = 2000  # rows deleted per transaction by purge
+
 _JOB_COLUMNS = (
     "id, task, queue, status, priority, attempts, max_attempts, args, kwargs, result, error,"
     " timeout, run_at, created_at, started_at, finished_at, worker_id"
@@ -440,13 +442,21 @@ class SQLiteStore(SQLiteConnections, Store):
             )
 
     def purge(self, statuses: Sequence[str], older_than: float) -> int:
+        # In chunks, each its own short transaction: deleting a million rows at once would
+        # hold the write lock for seconds and stall every worker meanwhile.
         marks = ", ".join("?" * len(statuses))
-        with self._write() as connection:
-            cursor = connection.execute(
-                f"DELETE FROM jobs WHERE status IN ({marks}) AND finished_at < ?",
-                (*statuses, time.time() - older_than),
-            )
-        return cursor.rowcount
+        sql = (
+            f"DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE status IN ({marks})"
+            f" AND finished_at < ? LIMIT {PURGE_CHUNK})"
+        )
+        parameters = (*statuses, time.time() - older_than)
+        deleted = 0
+        while True:
+            with self._write() as connection:
+                count = connection.execute(sql, parameters).rowcount
+            deleted += count
+            if count < PURGE_CHUNK:
+                return deleted
 
     def describe(self, *, integrity: bool = False) -> dict[str, Any]:
         import sqlite_utils  # only operators' `jobq check` needs it: keep it off workers
