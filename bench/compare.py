@@ -311,7 +311,8 @@ def bench_jobq(options: argparse.Namespace, results: Results) -> None:
 
         def worker(db: Path, burst: bool) -> list[str]:
             command = [str(BIN / "jobq"), "--db", str(db), "--log-level", "warning", "worker"]
-            command += ["--app", "jobq_tasks:app", "--procs", str(PROCS), "--threads", "4"]
+            # jobq defaults (threads per process included), as a user runs it: --procs 5 only
+            command += ["--app", "jobq_tasks:app", "--procs", str(PROCS)]
             return command + (["--burst"] if burst else [])
 
         bench_dir, log = fresh(folder, "drain"), folder / "drain.log"
