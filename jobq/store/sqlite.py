@@ -410,36 +410,35 @@ class SQLiteStore(SQLiteConnections, Store):
             queues.setdefault(queue, dict.fromkeys(STATUSES, 0))[status] = count
         return {"counts": counts, "queues": dict(sorted(queues.items()))}
 
-    def _status_of(self, connection: sqlite3.Connection, job_id: int) -> str:
-        row = connection.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        if row is None:
-            raise JobNotFoundError(f"no job with id {job_id}")
-        return str(row[0])
-
     def retry_job(self, job_id: int) -> None:
-        with self._write() as connection:
-            status = self._status_of(connection, job_id)
-            if status not in ("failed", "cancelled"):
-                raise InvalidStateError(
-                    f"job {job_id} is {status}; only failed or cancelled jobs can be retried"
-                )
-            connection.execute(
-                "UPDATE jobs SET status = 'queued', attempts = 0, run_at = ?, result = NULL,"
-                " started_at = NULL, finished_at = NULL, worker_id = NULL WHERE id = ?",
-                (time.time(), job_id),
-            )
+        self._transition(
+            job_id,
+            ("failed", "cancelled"),
+            "retried",
+            "UPDATE jobs SET status = 'queued', attempts = 0, run_at = ?, result = NULL,"
+            " started_at = NULL, finished_at = NULL, worker_id = NULL WHERE id = ?",
+        )
 
     def cancel_job(self, job_id: int) -> None:
+        self._transition(
+            job_id,
+            ("queued", "scheduled"),
+            "cancelled",
+            "UPDATE jobs SET status = 'cancelled', finished_at = ? WHERE id = ?",
+        )
+
+    def _transition(self, job_id: int, allowed: tuple[str, str], verb: str, sql: str) -> None:
+        """An operator's change of one job, allowed only from ``allowed`` statuses; ``sql``
+        takes (now, id)."""
         with self._write() as connection:
-            status = self._status_of(connection, job_id)
-            if status not in ("queued", "scheduled"):
+            row = connection.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFoundError(f"no job with id {job_id}")
+            if row[0] not in allowed:
                 raise InvalidStateError(
-                    f"job {job_id} is {status}; only queued or scheduled jobs can be cancelled"
+                    f"job {job_id} is {row[0]}; only {' or '.join(allowed)} jobs can be {verb}"
                 )
-            connection.execute(
-                "UPDATE jobs SET status = 'cancelled', finished_at = ? WHERE id = ?",
-                (time.time(), job_id),
-            )
+            connection.execute(sql, (time.time(), job_id))
 
     def purge(self, statuses: Sequence[str], older_than: float) -> int:
         # In chunks, each its own short transaction: deleting a million rows at once would
