@@ -22,7 +22,8 @@ from ..models import STATUSES, TERMINAL, ClaimedJob, JobRecord, NewJob, Outcome,
 from .base import Store
 from .sqlite_connections import SQLiteConnections, translate
 
-PURGE_CHUNK = 2000  # rows deleted per transaction by purge
+PURGE_CHUNK = 2000  # rows deleted per transaction by purge (a few milliseconds of work)
+PURGE_PAUSE = 0.01  # seconds between chunks, for workers waiting on the write lock
 
 _JOB_COLUMNS = (
     "id, task, queue, status, priority, attempts, max_attempts, args, kwargs, result, error,"
@@ -441,8 +442,9 @@ class SQLiteStore(SQLiteConnections, Store):
             connection.execute(sql, (time.time(), job_id))
 
     def purge(self, statuses: Sequence[str], older_than: float) -> int:
-        # In chunks, each its own short transaction: deleting a million rows at once would
-        # hold the write lock for seconds and stall every worker meanwhile.
+        # In chunks, each its own short transaction, with a pause between them: deleting a
+        # million rows at once would hold the write lock for seconds, and back-to-back
+        # chunks would starve workers (SQLite's busy handler sleeps while we re-take the lock).
         marks = ", ".join("?" * len(statuses))
         sql = (
             f"DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE status IN ({marks})"
@@ -456,6 +458,7 @@ class SQLiteStore(SQLiteConnections, Store):
             deleted += count
             if count < PURGE_CHUNK:
                 return deleted
+            time.sleep(PURGE_PAUSE)
 
     def describe(self, *, integrity: bool = False) -> dict[str, Any]:
         import sqlite_utils  # only operators' `jobq check` needs it: keep it off workers
