@@ -178,12 +178,15 @@ class JobQ:
         queues: Sequence[str] | None = None,
         burst: bool = False,
         grace: float = 30.0,
-        lease: float | None = None,
+        lease: float = 20.0,
+        memory_limit: int | None = None,
     ) -> int:
         """Run workers until stopped (or, with ``burst``, until no runnable job is left).
 
         ``procs=0`` runs the worker threads in this process; ``procs=N`` starts a supervisor
-        that keeps N worker processes. Returns the exit code (0 on a clean stop).
+        that keeps N worker processes. The other settings are the CLI's (`jobq worker
+        --help`): ``grace`` and ``lease`` in seconds, ``memory_limit`` in MiB per process.
+        Returns the exit code (0 on a clean stop).
         """
         from .worker import WorkerSettings, run
 
@@ -194,9 +197,9 @@ class JobQ:
             queues=tuple(queues) if queues else None,
             burst=burst,
             grace=grace,
+            lease=lease,
+            memory_limit=memory_limit,
         )
-        if lease is not None:
-            settings = settings.with_lease(lease)
         if procs > 0:
             self.close()  # no connection may cross the fork; it reopens on next use
         return run(self, settings)

@@ -25,7 +25,6 @@ class Status(str, enum.Enum):
         return self.value
 
 
-WAITING = (Status.QUEUED.value, Status.SCHEDULED.value)
 TERMINAL = (Status.SUCCEEDED.value, Status.FAILED.value, Status.CANCELLED.value)
 STATUSES = tuple(status.value for status in Status)
 

@@ -61,8 +61,6 @@ class Completer:
         self.refill = refill
         self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="jobq-completer", daemon=True)
-        self.recorded = 0
-        self.ignored = 0
 
     def start(self) -> None:
         self.thread.start()
@@ -133,7 +131,6 @@ class Completer:
             refill.hand_over(jobs)
         for (outcome, job), ok in zip(batch, applied, strict=True):
             if not ok:
-                self.ignored += 1
                 log.warning(
                     "job %s was taken from worker %s; its late %s outcome changed nothing",
                     outcome.job_id,
@@ -141,7 +138,6 @@ class Completer:
                     outcome.status,
                 )
                 continue
-            self.recorded += 1
             if outcome.status in ("succeeded", "failed"):
                 self._callback(outcome, job)
         freed = len(batch) - len(jobs)

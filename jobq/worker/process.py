@@ -104,9 +104,7 @@ class WorkerProcess:
         # The completer also refills the slots its outcomes free, in the same transaction
         # (one commit per batch instead of two); the fetcher claims when slots sit idle.
         refill = Refill(self.worker_id, settings.queues, self._refill_limit, self._hand_over)
-        self.completer = Completer(
-            store, self.tasks, on_recorded=self.slots.release, refill=refill
-        )
+        self.completer = Completer(store, self.tasks, on_recorded=self.slots.release, refill=refill)
         self.completer.start()
         for _ in range(settings.threads):
             self._start_executor()

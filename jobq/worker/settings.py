@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..errors import ConfigurationError
 
@@ -49,6 +49,3 @@ class WorkerSettings:
     @property
     def heartbeat(self) -> float:
         return self.lease / 10
-
-    def with_lease(self, lease: float) -> WorkerSettings:
-        return replace(self, lease=lease)

@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
 
@@ -98,7 +98,6 @@ class Child:
     failures: int = 0
     restart_at: float | None = 0.0  # monotonic time to (re)start; None: stays down
     done: bool = False  # burst finished, or stopping
-    exit_codes: list[int] = field(default_factory=list)
 
 
 class Supervisor:
