@@ -85,14 +85,28 @@ def open_store_of(ctx: click.Context, database: str | None) -> Store:
     )
 
 
-def open_app(database: str | None, app_spec: str | None = None) -> JobQ:
-    """The app to work with: the one named by --app, or a bare one; --db wins over the app's."""
-    if app_spec:
-        app = load_app(app_spec)
-        if database:
-            app.use_database(database)
-        return app
-    return JobQ(database) if database else JobQ()
+def open_app(ctx: click.Context, database: str | None, app_spec: str | None = None) -> JobQ:
+    """The app to work with: the one named by --app, or a bare one.
+
+    A --db given on the command line wins over the app's own database. JOBQ_DB does not
+    override an app that names its database in code (``JobQ("tasks.db")``): the worker would
+    otherwise serve another database than the code that submits; a note says so.
+    """
+    chosen = database_of(ctx, database)
+    if not app_spec:
+        return JobQ(chosen) if chosen else JobQ()
+    app = load_app(app_spec)
+    if chosen:
+        from_env = not database and (ctx.obj or {}).get("database_from_env", False)
+        if from_env and app.database_named and app.database != chosen:
+            click.echo(
+                f"note: using the app's database {app.database}, not JOBQ_DB={chosen} "
+                "(pass --db to choose)",
+                err=True,
+            )
+        else:
+            app.use_database(chosen)
+    return app
 
 
 def parse_argument(text: str) -> Any:
@@ -103,6 +117,8 @@ def parse_argument(text: str) -> Any:
         return text
     except RecursionError:
         raise PayloadError(f"an argument is nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError as error:  # an integer with more digits than Python will parse
+        raise PayloadError(f"an argument is not a usable number: {error}") from None
 
 
 def parse_json_object(text: str, option: str) -> dict[str, Any]:
@@ -117,6 +133,11 @@ def parse_json_object(text: str, option: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise click.BadParameter("must be a JSON object like '{\"x\": 1}'", param_hint=option)
     return value
+
+
+# SQLite stores 64-bit integers: larger ids, priorities or limits are refused by click.
+JOB_ID = click.IntRange(min=1, max=2**63 - 1)
+INTEGER64 = click.IntRange(min=-(2**63), max=2**63 - 1)
 
 
 def _refuse_constant(name: str) -> Any:

@@ -27,6 +27,8 @@ def cli(ctx: click.Context, database: str | None, log_level: str) -> None:
     """jobq: a durable job queue. Submit jobs, run workers, watch them."""
     ctx.ensure_object(dict)
     ctx.obj["database"] = database
+    source = ctx.get_parameter_source("database")
+    ctx.obj["database_from_env"] = source is click.core.ParameterSource.ENVIRONMENT
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

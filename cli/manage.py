@@ -6,11 +6,11 @@ import click
 
 from jobq.models import TERMINAL
 
-from .common import db_option, open_store_of, parse_duration
+from .common import JOB_ID, db_option, open_store_of, parse_duration
 
 
 @click.command()
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @db_option
 @click.pass_context
 def retry(ctx: click.Context, job_id: int, database: str | None) -> None:
@@ -20,7 +20,7 @@ def retry(ctx: click.Context, job_id: int, database: str | None) -> None:
 
 
 @click.command()
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @db_option
 @click.pass_context
 def cancel(ctx: click.Context, job_id: int, database: str | None) -> None:

@@ -12,7 +12,7 @@ import click
 
 from jobq.models import STATUSES, JobRecord
 
-from .common import db_option, emit_json, open_store_of
+from .common import JOB_ID, db_option, emit_json, open_store_of
 
 
 def _when(timestamp: float | None) -> str:
@@ -59,7 +59,7 @@ def _print_job(console: Any, record: JobRecord) -> None:
 
 
 @click.command()
-@click.argument("job_id", type=int, required=False)
+@click.argument("job_id", type=JOB_ID, required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
 @db_option
 @click.pass_context
@@ -114,7 +114,7 @@ def status(ctx: click.Context, job_id: int | None, as_json: bool, database: str 
 @click.option("--status", "status_filter", type=click.Choice(STATUSES), help="Only this status.")
 @click.option("--queue", help="Only this queue.")
 @click.option("--task", help="Only this task name.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1, max=2**63 - 1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
 @db_option
 @click.pass_context

@@ -10,8 +10,8 @@ import click
 from jobq.errors import JobCancelledError, JobFailedError
 
 from .common import (
+    INTEGER64,
     app_option,
-    database_of,
     db_option,
     emit_json,
     open_app,
@@ -25,7 +25,7 @@ from .common import (
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--kwargs", "kwargs_json", metavar="JSON", help="Keyword arguments as a JSON object.")
 @click.option("--queue", help="Queue name (default: the task's, else 'default').")
-@click.option("--priority", type=int, help="Higher runs first (default 0).")
+@click.option("--priority", type=INTEGER64, help="Higher runs first (default 0).")
 @click.option(
     "--delay", type=click.FloatRange(min=0), metavar="SECONDS", help="Run no sooner than this."
 )
@@ -76,7 +76,7 @@ def submit(
         )
         if value is not None
     }
-    app = open_app(database_of(ctx, database), app_spec)
+    app = open_app(ctx, database, app_spec)
     job = app.submit(task, args=values, kwargs=kwargs, **options)
     if not wait:
         if as_json:

@@ -10,7 +10,7 @@ import click
 from jobq.errors import ConfigurationError
 from jobq.worker import WorkerSettings, run
 
-from .common import app_option, database_of, db_option, open_app
+from .common import app_option, db_option, open_app
 
 
 @click.command()
@@ -76,7 +76,7 @@ def worker(
         raise ConfigurationError(
             "jobq worker needs --app MODULE:ATTR (or JOBQ_APP) to know its tasks"
         )
-    app = open_app(database_of(ctx, database), app_spec)
+    app = open_app(ctx, database, app_spec)
     names = tuple(name.strip() for name in queues.split(",")) if queues else None
     settings = WorkerSettings(
         database=app.database,

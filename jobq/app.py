@@ -31,6 +31,7 @@ class JobQ:
         *,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
     ) -> None:
+        self.database_named = database is not None  # named in code, not taken from JOBQ_DB
         if database is not None:
             parse_database(database)  # fail now on a malformed URL, not at first submit
         # JOBQ_DB is checked when the database is first opened, so that importing a module
@@ -57,6 +58,7 @@ class JobQ:
         parse_database(database)
         self.close()
         self.database = str(database)
+        self.database_named = True
 
     def close(self) -> None:
         if self._store is not None:

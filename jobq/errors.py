@@ -73,6 +73,10 @@ class Retry(Exception):
     """
 
     def __init__(self, delay: float | None = None, reason: str = "") -> None:
+        if delay is not None and (
+            isinstance(delay, bool) or not isinstance(delay, (int, float)) or not delay >= 0
+        ):
+            raise TypeError(f"Retry(delay=...) takes seconds >= 0 or None, not {delay!r}")
         self.delay = delay
         self.reason = reason
         super().__init__(reason or (f"retry in {delay} s" if delay is not None else "retry"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import sys
 import typing
 from collections.abc import Callable, Iterable
@@ -37,13 +38,19 @@ class TaskOptions:
     def __post_init__(self) -> None:
         if not isinstance(self.queue, str) or not self.queue:
             raise ConfigurationError(f"queue must be a non-empty string, not {self.queue!r}")
-        if not isinstance(self.priority, int) or isinstance(self.priority, bool):
-            raise ConfigurationError(f"priority must be an integer, not {self.priority!r}")
+        if (
+            not isinstance(self.priority, int)
+            or isinstance(self.priority, bool)
+            or not -(2**63) <= self.priority < 2**63
+        ):
+            raise ConfigurationError(f"priority must be a 64-bit integer, not {self.priority!r}")
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
             raise ConfigurationError(f"max_attempts must be 1 or more, not {self.max_attempts!r}")
         for name in ("timeout", "delay"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, (int, float)) or value < 0):
+            if value is not None and (
+                not isinstance(value, (int, float)) or not 0 <= value < math.inf
+            ):
                 raise ConfigurationError(f"{name} must be a number of seconds >= 0, not {value!r}")
         if self.timeout is not None and self.timeout == 0:
             raise ConfigurationError("timeout must be more than 0 seconds")
@@ -101,7 +108,15 @@ class Task:
         except Exception:  # noqa: BLE001 - unresolvable hints: validate nothing, bind only
             hints = {}
         hints.pop("return", None)
-        return {name: TypeAdapter(hint) for name, hint in hints.items() if hint is not typing.Any}
+        adapters = {}
+        for name, hint in hints.items():
+            if hint is typing.Any:
+                continue
+            try:
+                adapters[name] = TypeAdapter(hint)
+            except Exception:  # noqa: BLE001 - a hint pydantic cannot check: bind only
+                continue
+        return adapters
 
     def bind(self, args: Iterable[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Check arguments against the signature and type hints; return the validated values.

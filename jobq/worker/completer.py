@@ -157,5 +157,5 @@ class Completer:
         argument = outcome.extra if outcome.status == "succeeded" else describe(outcome)
         try:
             callback(context, argument)
-        except Exception:
+        except BaseException:  # noqa: BLE001 - even SystemExit: the completer must live on
             log.exception("the %s callback of job %s raised; the outcome stands", task.name, job.id)

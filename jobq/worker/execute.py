@@ -20,9 +20,18 @@ def error_json(kind: str, message: str, trace: str | None = None) -> str:
     return json.dumps({"type": kind, "message": message, "traceback": trace})
 
 
+def describe_error(error: BaseException) -> str:
+    """``str(error)``, or a stand-in when the exception's own __str__ fails."""
+    try:
+        return str(error)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the job
+        return f"<{type(error).__name__} whose message could not be read>"
+
+
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
     """Exponential backoff with jitter: base * 2^(attempt-1), between half and all of it."""
-    delay = min(cap, base * (2 ** max(attempt - 1, 0)))
+    # The exponent is capped: 2.0 ** 1025 overflows a float, and the cap is reached long before.
+    delay = min(cap, base * (2.0 ** min(max(attempt - 1, 0), 60)))
     return delay * random.uniform(0.5, 1.0)
 
 
@@ -71,19 +80,22 @@ def execute(tasks: Mapping[str, Task], job: ClaimedJob, worker_id: str) -> Outco
         args, kwargs = task.bind(json.loads(job.args), json.loads(job.kwargs))
     except ArgumentError as error:
         return failure(job, worker_id, error_json("ArgumentError", str(error)), retry_at=None)
+    except Exception as error:  # noqa: BLE001 - e.g. a type hint pydantic cannot check
+        message = f"cannot check the arguments of {job.task}: {describe_error(error)}"
+        return failure(job, worker_id, error_json("ArgumentError", message), retry_at=None)
     set_current_job(
         JobContext(job.id, job.task, job.queue, job.attempts, job.max_attempts, worker_id)
     )
     try:
         value = task.func(*args, **kwargs)
     except Retry as retry:
-        retry_error = error_json("Retry", str(retry))
+        retry_error = error_json("Retry", describe_error(retry))
         return failure(job, worker_id, retry_error, retry_at=_retry_at(job, task, retry.delay))
     except BaseException as error:  # noqa: BLE001 - a task's SystemExit is its failure too
         outcome = failure(
             job,
             worker_id,
-            error_json(type(error).__name__, str(error), traceback.format_exc()),
+            error_json(type(error).__name__, describe_error(error), traceback.format_exc()),
             retry_at=_retry_at(job, task, None),
         )
         outcome.extra = error
@@ -99,6 +111,9 @@ def execute(tasks: Mapping[str, Task], job: ClaimedJob, worker_id: str) -> Outco
             )
     except PayloadError as error:
         return failure(job, worker_id, error_json("PayloadError", str(error)), retry_at=None)
+    except (ValueError, RecursionError) as error:  # e.g. an int too long for json.dumps
+        message = f"the result cannot be stored as JSON: {describe_error(error)}"
+        return failure(job, worker_id, error_json("PayloadError", message), retry_at=None)
     return Outcome(
         job.id,
         worker_id,

@@ -23,7 +23,7 @@ from ..models import ClaimedJob
 from ..store import Store, open_store
 from ..tasks import Task
 from .completer import Completer, Refill
-from .execute import execute, timeout_outcome
+from .execute import describe_error, error_json, execute, failure, timeout_outcome
 from .settings import EXIT_CRASHED, EXIT_OK, EXIT_RECYCLE, WorkerSettings
 
 log = logging.getLogger("jobq.worker")
@@ -50,6 +50,7 @@ class WorkerProcess:
         child: bool = False,
         supervisor_pid: int | None = None,
         pulse: Callable[[], None] | None = None,
+        before_exit: Callable[[], None] | None = None,
     ) -> None:
         self.tasks = tasks
         self.settings = settings
@@ -57,6 +58,7 @@ class WorkerProcess:
         self.child = child
         self.supervisor_pid = supervisor_pid
         self.pulse = pulse
+        self.before_exit = before_exit  # called just before the process exits on its own
         self.store: Store | None = None
         # The hand-over queue from the fetcher (producer) to the executors (consumers). It is
         # bounded by the slots, not by a maxsize: a job is claimed only for a free executor,
@@ -79,8 +81,17 @@ class WorkerProcess:
     # -- life cycle ------------------------------------------------------------------------
 
     def request_stop(self, *_: Any) -> None:
-        """Graceful stop (SIGTERM): stop claiming, let running jobs finish within the grace."""
-        self.stop_requests += 1
+        """Graceful stop (SIGTERM): stop claiming, let running jobs finish within the grace.
+
+        A second request stops at once, except in a supervised child: SIGTERM sent to the
+        whole process group (systemd's default) reaches the child from the shell and again
+        from its supervisor, and that must stay one graceful stop. The supervisor decides
+        when to stop at once, and then kills its children itself.
+        """
+        # A signal handler: it runs in the main thread between bytecodes, so it must not take
+        # self.lock (the main thread may hold it). Only the main thread reads the counter.
+        if not (self.child and self.stop_requests):
+            self.stop_requests += 1
         self.stopping.set()
 
     def install_signals(self) -> None:
@@ -238,12 +249,23 @@ class WorkerProcess:
         return False
 
     def _hand_over(self, jobs: list[ClaimedJob]) -> None:
-        """Give claimed jobs to the executors (each holds a slot already)."""
+        """Give claimed jobs to the executors (each holds a slot already).
+
+        Once a stop has begun nothing new may start: a claim that raced with the stop (the
+        completer read its refill limit just before) goes straight back to the queue.
+        """
         fault("after_claim")
         with self.lock:
-            self.in_flight += len(jobs)
-        for job in jobs:
-            self.inbox.put(job)
+            stopping = self.stopping.is_set()
+            if not stopping:
+                self.in_flight += len(jobs)
+                for job in jobs:
+                    self.inbox.put(job)
+        if stopping:
+            assert self.store is not None
+            self.store.release_jobs(self.worker_id, [job.id for job in jobs])
+            for _ in jobs:
+                self.slots.release()
 
     def _refill_limit(self, freed: int) -> int:
         """How many jobs the completer may claim for ``freed`` slots: none once stopping."""
@@ -320,7 +342,15 @@ class WorkerProcess:
             with self.lock:
                 self.active[key] = (job, deadline)
             fault("before_task")
-            outcome = execute(self.tasks, job, self.worker_id)
+            try:
+                outcome = execute(self.tasks, job, self.worker_id)
+            except BaseException as error:  # noqa: BLE001 - a bug in jobq, not in the task
+                # Never let an executor die holding a slot and a running job.
+                log.exception("executing job %s failed inside jobq", job.id)
+                message = f"jobq could not run the job: {describe_error(error)}"
+                outcome = failure(
+                    job, self.worker_id, error_json("WorkerError", message), retry_at=None
+                )
             fault("after_task")
             with self.lock:
                 self.active.pop(key, None)
@@ -369,6 +399,8 @@ class WorkerProcess:
             self.worker_id, reason="worker recycled after another job's timeout", refund=True
         )
         log.warning("worker %s recycles its process after a job timeout", self.worker_id)
+        if self.before_exit is not None:
+            self.before_exit()
         os._exit(EXIT_RECYCLE)
 
     def _heartbeat_loop(self) -> None:

@@ -27,7 +27,7 @@ from ..errors import DatabaseError
 from ..store import Store, open_store
 from ..tasks import Task
 from .process import HOST, WorkerProcess
-from .settings import EXIT_OK, EXIT_RECYCLE, WorkerSettings
+from .settings import EXIT_CRASHED, EXIT_OK, EXIT_RECYCLE, WorkerSettings
 
 log = logging.getLogger("jobq.supervisor")
 
@@ -50,6 +50,7 @@ def _child_main(
     worker_id: str,
     supervisor_pid: int,
     pulse: Any,
+    clean: Any,
 ) -> None:
     _die_with_parent()
     if os.getppid() != supervisor_pid:  # the supervisor died before prctl took effect
@@ -61,12 +62,23 @@ def _child_main(
     def beat() -> None:
         pulse.value = time.monotonic()
 
+    def mark_clean() -> None:
+        clean.value = 1
+
     worker = WorkerProcess(
-        tasks, settings, worker_id, child=True, supervisor_pid=supervisor_pid, pulse=beat
+        tasks,
+        settings,
+        worker_id,
+        child=True,
+        supervisor_pid=supervisor_pid,
+        pulse=beat,
+        before_exit=mark_clean,
     )
     worker.install_signals()
     try:
         code = worker.run()
+        if code in (EXIT_OK, EXIT_RECYCLE):
+            mark_clean()
     except BaseException:
         log.exception("worker %s crashed", worker_id)
         code = 1
@@ -95,6 +107,7 @@ class Child:
     worker_id: str = ""
     started: float = 0.0
     pulse: Any = None
+    clean: Any = None
     failures: int = 0
     restart_at: float | None = 0.0  # monotonic time to (re)start; None: stays down
     done: bool = False  # burst finished, or stopping
@@ -186,11 +199,21 @@ class Supervisor:
         assert self.store is not None
         child.worker_id = f"{HOST}/{os.getpid()}.{child.slot}-{secrets.token_hex(3)}"
         child.pulse = self.context.RawValue("d", time.monotonic())
+        # Set by the child only when jobq itself ends the process: a task calling
+        # os._exit(0) must not pass for a clean stop (its jobs' attempts would be refunded).
+        child.clean = self.context.RawValue("b", 0)
         # No database connection may cross a fork: close ours; it reopens on next use.
         self.store.close()
         process = self.context.Process(
             target=_child_main,
-            args=(self.tasks, self.settings, child.worker_id, os.getpid(), child.pulse),
+            args=(
+                self.tasks,
+                self.settings,
+                child.worker_id,
+                os.getpid(),
+                child.pulse,
+                child.clean,
+            ),
             name=f"jobq-worker-{child.slot}",
         )
         process.start()
@@ -211,8 +234,12 @@ class Supervisor:
         code = process.exitcode
         process.join()
         child.process = None
-        clean = code in (EXIT_OK, EXIT_RECYCLE)
         reason = f"worker process {process.pid} died ({describe_exit(code)})"
+        clean = code in (EXIT_OK, EXIT_RECYCLE) and bool(child.clean and child.clean.value)
+        if code in (EXIT_OK, EXIT_RECYCLE) and not clean:
+            # The process ended behind jobq's back (os._exit in a task): a crash like any other.
+            reason = f"worker process {process.pid} exited ({describe_exit(code)}) from a task"
+            code = EXIT_CRASHED
         released = self._release(child.worker_id, reason, refund=clean)
         if not clean:
             log.warning("%s; %d of its jobs queued again", reason, released)
