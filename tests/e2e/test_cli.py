@@ -465,3 +465,23 @@ def test_demo(jobq: Any, database: str) -> None:
     assert query(database, "SELECT status, COUNT(*) FROM jobs GROUP BY status") == [
         ("succeeded", 4)
     ]
+
+
+def test_jobq_db_does_not_override_an_app_that_names_its_database(
+    jobq: Any, tmp_path: Path, database: str
+) -> None:
+    named = tmp_path / "named.db"
+    (tmp_path / "named_app.py").write_text(
+        f"from jobq import JobQ\napp = JobQ({str(named)!r})\n\n"
+        "@app.task(name='named.echo')\ndef echo(value: int) -> int:\n    return value\n"
+    )
+    result = jobq("submit", "--app", "named_app:app", "named.echo", "5")
+    assert result.returncode == 0, result.stderr
+    assert "using the app's database" in result.stderr
+    assert query(str(named), "SELECT task FROM jobs") == [("named.echo",)]
+    assert not Path(database).exists()  # JOBQ_DB was not used
+    # An explicit --db still wins over the app's own database.
+    other = tmp_path / "chosen.db"
+    result = jobq("--db", str(other), "submit", "--app", "named_app:app", "named.echo", "6")
+    assert result.returncode == 0, result.stderr
+    assert query(str(other), "SELECT task FROM jobs") == [("named.echo",)]

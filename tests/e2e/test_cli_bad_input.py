@@ -436,3 +436,34 @@ def test_bad_purge_status(jobq: Any, database: str, seeded: int) -> None:
 def test_bad_options(jobq: Any, database: str, seeded: int, args: tuple[str, ...]) -> None:
     assert_refused(jobq(*args))
     assert count_jobs(database) == seeded
+
+
+# -- numbers SQLite or Python cannot hold ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("status", "99999999999999999999"),
+        ("cancel", "99999999999999999999"),
+        ("retry", "99999999999999999999"),
+        ("list", "--limit", "99999999999999999999"),
+    ],
+)
+def test_integers_beyond_64_bits_are_refused(
+    jobq: Any, database: str, seeded: int, command: tuple[str, ...]
+) -> None:
+    assert_refused(jobq(*command), "range")
+
+
+def test_a_priority_beyond_64_bits_is_refused(jobq: Any, database: str, seeded: int) -> None:
+    refused_submit(jobq, database, ECHO, "1", "--priority", "9" * 20, words=("range",))
+
+
+def test_an_argument_with_too_many_digits_is_refused(jobq: Any, database: str, seeded: int) -> None:
+    refused_submit(jobq, database, ECHO, "7" * 5000, words=("number",))
+
+
+@pytest.mark.parametrize("option", ["--delay", "--timeout"])
+def test_non_finite_seconds_are_refused(jobq: Any, database: str, seeded: int, option: str) -> None:
+    refused_submit(jobq, database, ECHO, "1", option, "nan", words=(option.strip("-"),))

@@ -104,3 +104,26 @@ def big(size: int) -> str:
     """Returns a string of ``size`` bytes: storing the result needs new database pages."""
     _mark("big")
     return "x" * size
+
+
+@app.task(max_attempts=1)
+def huge_number() -> int:
+    """Returns an int json.dumps refuses (more than 4300 digits)."""
+    return 10**5000
+
+
+class UnreadableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("this message cannot be read")
+
+
+@app.task(max_attempts=1)
+def unreadable_error() -> None:
+    raise UnreadableError()
+
+
+@app.task(max_attempts=2)
+def exit_zero() -> None:
+    """Ends its own process with exit code 0, as some C libraries do."""
+    _mark("exit-zero")
+    os._exit(0)
