@@ -77,6 +77,7 @@ class WorkerProcess:
         self.crashed = False  # the fetcher died of a bug: exit non-zero
         self.executors: list[threading.Thread] = []
         self.completer: Completer | None = None
+        self.heart: threading.Thread | None = None
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -109,6 +110,14 @@ class WorkerProcess:
         settings = self.settings
         self.store = store = open_store(settings.database)
         self._register(patience=settings.lease)
+        if not self.child:
+            # No supervisor did it: recover at once the jobs of dead workers on this host.
+            try:
+                reaped = store.reap(settings.lease, host=HOST)
+                if reaped:
+                    log.warning("recovered the jobs of dead workers: %s", ", ".join(reaped))
+            except DatabaseError as error:
+                log.warning("could not look for dead workers yet: %s", error)
         # A slot comes back once its job's outcome is recorded, not when it is handed over:
         # a process never holds more than `threads` unrecorded jobs, however far the
         # completer falls behind, so a crash reruns at most `threads` jobs.
@@ -121,8 +130,10 @@ class WorkerProcess:
             self._start_executor()
         fetcher = threading.Thread(target=self._fetch_loop, name="jobq-fetcher", daemon=True)
         fetcher.start()
-        heart = threading.Thread(target=self._heartbeat_loop, name="jobq-heartbeat", daemon=True)
-        heart.start()
+        self.heart = threading.Thread(
+            target=self._heartbeat_loop, name="jobq-heartbeat", daemon=True
+        )
+        self.heart.start()
         log.info(
             "worker %s started: %d threads, queues %s",
             self.worker_id,
@@ -153,20 +164,44 @@ class WorkerProcess:
             for _ in self.executors:
                 self.inbox.put(None)
         self.completer.stop(timeout=30)
-        # Anything still running was cut short by us, not by the job: queue it again, and the
-        # attempt does not count.
-        released = self.store.release_worker(
-            self.worker_id, reason="worker stopped before the job finished", refund=True
-        )
-        self.finished.set()
+        self.finished.set()  # the heartbeat ends, and so cannot register us again
+        if self.heart is not None:
+            self.heart.join(timeout=5)
+        try:
+            released = self._release_held()
+        finally:
+            self.store.close()
         if forced:
             log.warning(
                 "worker %s stopped at once; %d running jobs queued again", self.worker_id, released
             )
         else:
             log.info("worker %s stopped", self.worker_id)
-        self.store.close()
         return EXIT_CRASHED if self.crashed else EXIT_OK
+
+    def _release_held(self) -> int:
+        """Queue again whatever this worker still holds (cut short by us, not by the job: the
+        attempt does not count) and forget the worker; wait out a locked database up to a
+        lease. Returns how many jobs went back."""
+        assert self.store is not None
+        deadline = time.monotonic() + self.settings.lease
+        pause = 0.05
+        while True:
+            try:
+                return self.store.release_worker(
+                    self.worker_id, reason="worker stopped before the job finished", refund=True
+                )
+            except DatabaseError as error:
+                if time.monotonic() + pause > deadline:
+                    log.error(
+                        "worker %s could not hand its jobs back (%s); they are recovered when "
+                        "the next worker on this host starts, or after the lease",
+                        self.worker_id,
+                        error,
+                    )
+                    return 0
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     def _register(self, patience: float) -> None:
         """Record this worker, waiting out a locked database for up to ``patience`` s."""

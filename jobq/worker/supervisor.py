@@ -17,13 +17,14 @@ import resource
 import secrets
 import signal
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
 
-from ..errors import DatabaseError
+from ..errors import ConfigurationError, DatabaseError
 from ..store import Store, open_store
 from ..tasks import Task
 from .process import HOST, WorkerProcess
@@ -129,26 +130,34 @@ class Supervisor:
         self.signals += 1
 
     def run(self) -> int:
+        """Supervise until stopped. Must run in the main thread (it handles signals)."""
+        if threading.current_thread() is not threading.main_thread():
+            raise ConfigurationError(
+                "a pool of worker processes must be run from the main thread "
+                "(use procs=0 to run workers in a thread)"
+            )
         settings = self.settings
-        self.store = store = open_store(settings.database)
-        store.register_worker(
-            self.id,
-            kind="supervisor",
-            pid=os.getpid(),
-            host=HOST,
-            supervisor_pid=None,
-            queues=settings.queues,
-            threads=0,
-        )
-        reaped = store.reap(settings.lease, host=HOST)
-        if reaped:
-            log.warning("recovered the jobs of %d dead workers: %s", len(reaped), ", ".join(reaped))
         previous = {
             signum: signal.signal(signum, self._on_signal)
             for signum in (signal.SIGTERM, signal.SIGINT)
         }
-        log.info("supervisor %d starting %d worker processes", os.getpid(), settings.procs)
+        self.store = store = open_store(settings.database)
         try:
+            store.register_worker(
+                self.id,
+                kind="supervisor",
+                pid=os.getpid(),
+                host=HOST,
+                supervisor_pid=None,
+                queues=settings.queues,
+                threads=0,
+            )
+            reaped = store.reap(settings.lease, host=HOST)
+            if reaped:
+                log.warning(
+                    "recovered the jobs of %d dead workers: %s", len(reaped), ", ".join(reaped)
+                )
+            log.info("supervisor %d starting %d worker processes", os.getpid(), settings.procs)
             self._loop()
         finally:
             for signum, handler in previous.items():
