@@ -59,6 +59,7 @@ class Completer:
         self.tasks = tasks
         self.on_recorded = on_recorded
         self.refill = refill
+        self.on_crash: Callable[[], None] | None = None  # called if recording itself fails
         self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="jobq-completer", daemon=True)
 
@@ -99,7 +100,12 @@ class Completer:
                 except queue.Empty:
                     break
             if batch:
-                self._record(batch)
+                try:
+                    self._record(batch)
+                except Exception:  # noqa: BLE001 - a bug: stop the worker, never wedge it
+                    log.exception("the completer failed; stopping the worker")
+                    if self.on_crash is not None:
+                        self.on_crash()
             for marker in markers:
                 marker.set()
             if stop:

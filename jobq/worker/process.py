@@ -125,6 +125,7 @@ class WorkerProcess:
         # (one commit per batch instead of two); the fetcher claims when slots sit idle.
         refill = Refill(self.worker_id, settings.queues, self._refill_limit, self._hand_over)
         self.completer = Completer(store, self.tasks, on_recorded=self.slots.release, refill=refill)
+        self.completer.on_crash = self._on_completer_crash
         self.completer.start()
         for _ in range(settings.threads):
             self._start_executor()
@@ -202,6 +203,10 @@ class WorkerProcess:
                     return 0
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
+
+    def _on_completer_crash(self) -> None:
+        self.crashed = True
+        self.stopping.set()
 
     def _register(self, patience: float) -> None:
         """Record this worker, waiting out a locked database for up to ``patience`` s."""
@@ -298,7 +303,10 @@ class WorkerProcess:
                     self.inbox.put(job)
         if stopping:
             assert self.store is not None
-            self.store.release_jobs(self.worker_id, [job.id for job in jobs])
+            try:
+                self.store.release_jobs(self.worker_id, [job.id for job in jobs])
+            except DatabaseError as error:  # they go back with the worker at shutdown
+                log.warning("could not hand back jobs claimed during the stop: %s", error)
             for _ in jobs:
                 self.slots.release()
 
