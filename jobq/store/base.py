@@ -117,8 +117,12 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def release_jobs(self, worker_id: str, job_ids: Sequence[int]) -> int:
-        """Hand back jobs a worker claimed but never started, without counting the attempt."""
+    def release_jobs(self, worker_id: str, claims: Sequence[tuple[int, int]]) -> int:
+        """Hand back jobs a worker claimed but never started, without counting the attempt.
+
+        ``claims`` are (job id, claim number) pairs (``ClaimedJob.id``, ``ClaimedJob.claim``):
+        fenced like an outcome, so a stale copy never hands back a later claim of the job.
+        """
 
     @abc.abstractmethod
     def reap(self, lease: float, host: str | None = None) -> list[str]:

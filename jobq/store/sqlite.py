@@ -273,16 +273,15 @@ class SQLiteStore(SQLiteConnections, Store):
             connection.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
         return count
 
-    def release_jobs(self, worker_id: str, job_ids: Sequence[int]) -> int:
-        if not job_ids:
+    def release_jobs(self, worker_id: str, claims: Sequence[tuple[int, int]]) -> int:
+        if not claims:
             return 0
-        marks = ", ".join("?" * len(job_ids))
         with self._write() as connection:
-            cursor = connection.execute(
+            cursor = connection.executemany(
                 "UPDATE jobs SET status = 'queued', attempts = MAX(attempts - 1, 0),"
                 " worker_id = NULL, started_at = NULL"
-                f" WHERE status = 'running' AND worker_id = ? AND id IN ({marks})",
-                (worker_id, *job_ids),
+                " WHERE id = ? AND claims = ? AND status = 'running' AND worker_id = ?",
+                [(job_id, claim, worker_id) for job_id, claim in claims],
             )
         return cursor.rowcount
 

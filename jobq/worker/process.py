@@ -304,7 +304,7 @@ class WorkerProcess:
         if stopping:
             assert self.store is not None
             try:
-                self.store.release_jobs(self.worker_id, [job.id for job in jobs])
+                self.store.release_jobs(self.worker_id, [(job.id, job.claim) for job in jobs])
             except DatabaseError as error:  # they go back with the worker at shutdown
                 log.warning("could not hand back jobs claimed during the stop: %s", error)
             for _ in jobs:
@@ -345,14 +345,14 @@ class WorkerProcess:
 
     def _hand_back_prefetched(self) -> None:
         assert self.store is not None
-        returned: list[int] = []
+        returned: list[tuple[int, int]] = []
         while True:
             try:
                 job = self.inbox.get_nowait()
             except queue.Empty:
                 break
             if job is not None:
-                returned.append(job.id)
+                returned.append((job.id, job.claim))
         if returned:
             try:
                 self.store.release_jobs(self.worker_id, returned)

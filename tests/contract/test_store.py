@@ -150,8 +150,9 @@ def test_release_worker_on_a_clean_stop_refunds_the_attempt(store: Store) -> Non
 def test_release_jobs_hands_back_prefetched_jobs(store: Store) -> None:
     worker = register(store)
     ids = store.enqueue([new(), new()])
-    store.claim(worker, None, 2)
-    assert store.release_jobs(worker, ids[:1]) == 1
+    first, second = sorted(store.claim(worker, None, 2), key=lambda job: job.id)
+    assert store.release_jobs(worker, [(first.id, first.claim + 1)]) == 0  # a stale claim
+    assert store.release_jobs(worker, [(first.id, first.claim)]) == 1
     assert store.get_job(ids[0]).status == "queued" and store.get_job(ids[0]).attempts == 0
     assert store.get_job(ids[1]).status == "running"
 

@@ -288,15 +288,22 @@ class StoreMachine(RuleBasedStateMachine):
     def release_prefetched(self, data: st.DataObject) -> None:
         worker = data.draw(st.sampled_from(sorted({job.holder for job in self.held()})))
         ids = data.draw(st.lists(st.sampled_from(sorted(self.jobs)), max_size=3, unique=True))
+        # Each with its current claim number, or a stale one (which must change nothing).
+        pairs = [
+            (job_id, self.jobs[job_id].claim - data.draw(st.integers(0, 1), label="stale"))
+            for job_id in ids
+        ]
         handed_back = [
             self.jobs[job_id]
-            for job_id in ids
-            if self.jobs[job_id].status == R and self.jobs[job_id].holder == worker
+            for job_id, claim in pairs
+            if self.jobs[job_id].status == R
+            and self.jobs[job_id].holder == worker
+            and self.jobs[job_id].claim == claim
         ]
         for job in handed_back:
             job.status, job.holder, job.attempts, job.due = Q, None, max(job.attempts - 1, 0), True
         assert worker is not None
-        assert self.store.release_jobs(worker, ids) == len(handed_back)
+        assert self.store.release_jobs(worker, pairs) == len(handed_back)
 
     @precondition(lambda self: self.live)
     @rule(everyone=st.booleans(), come_back=st.booleans())
