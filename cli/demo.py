@@ -10,7 +10,6 @@ import click
 
 from jobq import JobQ
 from jobq.store import DEFAULT_DATABASE
-from jobq.worker import WorkerSettings, run
 
 from .common import database_of, db_option
 
@@ -57,8 +56,7 @@ def demo(ctx: click.Context, jobs: int, procs: int, seconds: float, database: st
         f"submitted {len(submitted)} jobs to {demo_app.database}; "
         f"running them on {procs} worker processes"
     )
-    demo_app.close()
-    run(demo_app, WorkerSettings(database=demo_app.database, procs=procs, threads=1, burst=True))
+    demo_app.run_worker(procs, threads=1, burst=True)
     failed = [job.id for job in submitted if job.status() != "succeeded"]
     ctx.invoke(status, database=demo_app.database)
     if failed:

@@ -8,7 +8,6 @@ import sys
 import click
 
 from jobq.errors import ConfigurationError
-from jobq.worker import WorkerSettings, run
 
 from .common import app_option, db_option, open_app
 
@@ -78,16 +77,14 @@ def worker(
         )
     app = open_app(ctx, database, app_spec)
     names = tuple(name.strip() for name in queues.split(",")) if queues else None
-    settings = WorkerSettings(
-        database=app.database,
-        procs=procs,
-        threads=threads,
-        queues=names,
-        burst=burst,
-        grace=grace,
-        lease=lease,
-        memory_limit=max_memory,
+    sys.exit(
+        app.run_worker(
+            procs,
+            threads,
+            queues=names,
+            burst=burst,
+            grace=grace,
+            lease=lease,
+            memory_limit=max_memory,
+        )
     )
-    app.store.migrate()  # a bad database fails here, before any process starts
-    app.close()
-    sys.exit(run(app, settings))

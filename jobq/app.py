@@ -202,6 +202,7 @@ class JobQ:
             lease=lease,
             memory_limit=memory_limit,
         )
+        self.store.migrate()  # a bad database fails here, before any process starts
         if procs > 0:
             self.close()  # no connection may cross the fork; it reopens on next use
         return run(self, settings)

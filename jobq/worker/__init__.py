@@ -7,7 +7,8 @@ import secrets
 import threading
 from typing import TYPE_CHECKING
 
-from .process import HOST, WorkerProcess
+from .patience import HOST
+from .process import WorkerProcess
 from .settings import EXIT_OK, EXIT_RECYCLE, WorkerSettings
 from .supervisor import Supervisor
 

@@ -10,19 +10,19 @@ is written at once.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..context import JobContext
-from ..errors import DatabaseError
 from ..faults import fault
 from ..models import ClaimedJob, Outcome
 from ..store import Store
 from ..tasks import Task
 from .execute import describe
+from .patience import patiently
 
 log = logging.getLogger("jobq.worker")
 
@@ -112,25 +112,20 @@ class Completer:
                 return
 
     def _record(self, batch: list[tuple[Outcome, ClaimedJob]]) -> None:
-        pause = 0.05
         refill = self.refill
-        jobs: list[ClaimedJob] = []
-        while True:
-            outcomes = [outcome for outcome, _ in batch]
-            try:
-                if refill is None:
-                    applied = self.store.complete(outcomes)
-                else:
-                    # The slots these outcomes free are refilled in the same commit.
-                    applied, jobs = self.store.complete_and_claim(
-                        outcomes, refill.worker_id, refill.queues, refill.limit(len(batch))
-                    )
-                break
-            except DatabaseError as error:
-                # Keep the outcomes: they are recorded once the database takes writes again.
-                log.warning("could not record %d outcomes, retrying: %s", len(batch), error)
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
+        outcomes = [outcome for outcome, _ in batch]
+
+        def record() -> tuple[list[bool], list[ClaimedJob]]:
+            if refill is None:
+                return self.store.complete(outcomes), []
+            # The slots these outcomes free are refilled in the same commit.
+            return self.store.complete_and_claim(
+                outcomes, refill.worker_id, refill.queues, refill.limit(len(batch))
+            )
+
+        # Keep the outcomes however long it takes: they are recorded once the database
+        # takes writes again (locked, full).
+        applied, jobs = patiently(record, seconds=math.inf, what=f"record {len(batch)} outcomes")
         fault("after_complete")
         if jobs:
             assert refill is not None

@@ -11,7 +11,6 @@ import logging
 import os
 import queue
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -24,12 +23,10 @@ from ..store import Store, open_store
 from ..tasks import Task
 from .completer import Completer, Refill
 from .execute import describe_error, error_json, execute, failure, timeout_outcome
+from .patience import HOST, patiently, reap_dead
 from .settings import EXIT_CRASHED, EXIT_OK, EXIT_RECYCLE, WorkerSettings
 
 log = logging.getLogger("jobq.worker")
-# The host name workers record. JOBQ_HOSTNAME overrides it where several machines (or
-# containers) would otherwise report the same name.
-HOST = os.environ.get("JOBQ_HOSTNAME") or socket.gethostname()
 
 
 class WorkerProcess:
@@ -113,9 +110,7 @@ class WorkerProcess:
         if not self.child:
             # No supervisor did it: recover at once the jobs of dead workers on this host.
             try:
-                reaped = store.reap(settings.lease, host=HOST)
-                if reaped:
-                    log.warning("recovered the jobs of dead workers: %s", ", ".join(reaped))
+                reap_dead(store, settings.lease)
             except DatabaseError as error:
                 log.warning("could not look for dead workers yet: %s", error)
         # A slot comes back once its job's outcome is recorded, not when it is handed over:
@@ -185,24 +180,23 @@ class WorkerProcess:
         attempt does not count) and forget the worker; wait out a locked database up to a
         lease. Returns how many jobs went back."""
         assert self.store is not None
-        deadline = time.monotonic() + self.settings.lease
-        pause = 0.05
-        while True:
-            try:
-                return self.store.release_worker(
+        store = self.store
+        try:
+            return patiently(
+                lambda: store.release_worker(
                     self.worker_id, reason="worker stopped before the job finished", refund=True
-                )
-            except DatabaseError as error:
-                if time.monotonic() + pause > deadline:
-                    log.error(
-                        "worker %s could not hand its jobs back (%s); they are recovered when "
-                        "the next worker on this host starts, or after the lease",
-                        self.worker_id,
-                        error,
-                    )
-                    return 0
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
+                ),
+                seconds=self.settings.lease,
+                what="hand the jobs back",
+            )
+        except DatabaseError as error:
+            log.error(
+                "worker %s could not hand its jobs back (%s); they are recovered when the "
+                "next worker on this host starts, or after the lease",
+                self.worker_id,
+                error,
+            )
+            return 0
 
     def _on_completer_crash(self) -> None:
         self.crashed = True
@@ -211,26 +205,21 @@ class WorkerProcess:
     def _register(self, patience: float) -> None:
         """Record this worker, waiting out a locked database for up to ``patience`` s."""
         assert self.store is not None
-        deadline = time.monotonic() + patience
-        pause = 0.05
-        while True:
-            try:
-                self.store.register_worker(
-                    self.worker_id,
-                    kind="worker",
-                    pid=os.getpid(),
-                    host=HOST,
-                    supervisor_pid=self.supervisor_pid,
-                    queues=self.settings.queues,
-                    threads=self.settings.threads,
-                )
-                return
-            except DatabaseError as error:
-                if time.monotonic() + pause > deadline or self.stopping.is_set():
-                    raise
-                log.warning("could not register worker %s yet: %s", self.worker_id, error)
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
+        store = self.store
+        patiently(
+            lambda: store.register_worker(
+                self.worker_id,
+                kind="worker",
+                pid=os.getpid(),
+                host=HOST,
+                supervisor_pid=self.supervisor_pid,
+                queues=self.settings.queues,
+                threads=self.settings.threads,
+            ),
+            seconds=patience,
+            what=f"register worker {self.worker_id}",
+            give_up=self.stopping.is_set,
+        )
 
     # -- producer ----------------------------------------------------------------------------
 
@@ -461,8 +450,6 @@ class WorkerProcess:
                     self._register(patience=0)
                 if time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + settings.lease / 2
-                    reaped = store.reap(settings.lease, host=HOST)
-                    if reaped:
-                        log.warning("recovered the jobs of dead workers: %s", ", ".join(reaped))
+                    reap_dead(store, settings.lease)
             except DatabaseError as error:
                 log.warning("heartbeat failed: %s", error)

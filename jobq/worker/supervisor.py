@@ -27,7 +27,8 @@ from typing import Any
 from ..errors import ConfigurationError, DatabaseError
 from ..store import Store, open_store
 from ..tasks import Task
-from .process import HOST, WorkerProcess
+from .patience import HOST, patiently, reap_dead
+from .process import WorkerProcess
 from .settings import EXIT_CRASHED, EXIT_OK, EXIT_RECYCLE, WorkerSettings
 
 log = logging.getLogger("jobq.supervisor")
@@ -152,11 +153,7 @@ class Supervisor:
                 queues=settings.queues,
                 threads=0,
             )
-            reaped = store.reap(settings.lease, host=HOST)
-            if reaped:
-                log.warning(
-                    "recovered the jobs of %d dead workers: %s", len(reaped), ", ".join(reaped)
-                )
+            reap_dead(store, settings.lease)
             log.info("supervisor %d starting %d worker processes", os.getpid(), settings.procs)
             self._loop()
         finally:
@@ -271,16 +268,16 @@ class Supervisor:
         child.restart_at = time.monotonic() + delay
 
     def _release(self, worker_id: str, reason: str, refund: bool) -> int:
-        assert self.store is not None
-        pause = 0.05
-        for _ in range(50):
-            try:
-                return self.store.release_worker(worker_id, reason=reason, refund=refund)
-            except DatabaseError as error:
-                log.warning("could not release the jobs of %s yet: %s", worker_id, error)
-                time.sleep(pause)
-                pause = min(pause * 2, 1.0)
-        return 0  # the lease recovers them later
+        store = self.store
+        assert store is not None
+        try:
+            return patiently(
+                lambda: store.release_worker(worker_id, reason=reason, refund=refund),
+                seconds=self.settings.lease,
+                what=f"release the jobs of {worker_id}",
+            )
+        except DatabaseError:
+            return 0  # the lease recovers them later
 
     def _restart_for_burst(self) -> bool:
         """Burst: every child finished. Start again if jobs became runnable meanwhile
@@ -309,9 +306,7 @@ class Supervisor:
         try:
             self.store.heartbeat(self.id)
             if reap:
-                reaped = self.store.reap(self.settings.lease, host=HOST)
-                if reaped:
-                    log.warning("recovered the jobs of dead workers: %s", ", ".join(reaped))
+                reap_dead(self.store, self.settings.lease)
         except DatabaseError as error:
             log.warning("supervisor maintenance failed: %s", error)
 
