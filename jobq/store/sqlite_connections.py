@@ -81,23 +81,6 @@ class SQLiteConnections:
         if path.is_dir():
             raise DatabaseError(f"{path} is a directory, not a database file")
         if path.exists():
-            # Read the header through SQLite (read-only), never with open(): closing another
-            # descriptor of the file drops every POSIX lock this process holds on it, and a
-            # process that holds none lets another one delete the live WAL: committed
-            # transactions are lost.
-            uri = f"file:{quote(str(path))}?mode=ro"
-            try:
-                probe = sqlite3.connect(uri, uri=True, timeout=self.busy_timeout_ms / 1000)
-                try:
-                    probe.execute("PRAGMA schema_version").fetchone()
-                finally:
-                    probe.close()
-            except sqlite3.Error as error:
-                if "not a database" in str(error):
-                    raise DatabaseError(
-                        f"{path} is not an SQLite database; refusing to touch it"
-                    ) from None
-                raise translate(error, path) from None
             return
         if not create:
             raise DatabaseError(f"no database at {path} (check --db or JOBQ_DB)")
@@ -112,9 +95,15 @@ class SQLiteConnections:
             raise DatabaseError(f"cannot create {path}: {error.strerror}") from None
 
     def _check_schema(self) -> None:
-        """Refuse a foreign or newer database before any pragma can change its file."""
+        """Refuse a non-SQLite, foreign or newer database before anything can change its file.
+
+        Read through a read-only SQLite connection, never with open(): closing another
+        descriptor of the file drops every POSIX lock this process holds on it, and a process
+        that holds none lets another one delete the live WAL: committed transactions are lost.
+        """
+        uri = f"file:{quote(str(self.path))}?mode=ro"
         try:
-            connection = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000)
+            connection = sqlite3.connect(uri, uri=True, timeout=self.busy_timeout_ms / 1000)
             try:
                 tables = {
                     row[0]
@@ -130,6 +119,10 @@ class SQLiteConnections:
             finally:
                 connection.close()
         except sqlite3.Error as error:
+            if "not a database" in str(error):
+                raise DatabaseError(
+                    f"{self.path} is not an SQLite database; refusing to touch it"
+                ) from None
             raise translate(error, self.path) from None
         if tables and "jobq_migrations" not in tables:
             raise DatabaseError(
