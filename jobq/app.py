@@ -146,8 +146,7 @@ class JobQ:
         run_at = None if not options.delay else time.time() + options.delay
         new_jobs = []
         for args, kwargs in calls:
-            if not isinstance(task, _Unregistered):
-                args, kwargs = task.to_json_values(args, kwargs)
+            args, kwargs = task.to_json_values(args, kwargs)
             args_text, kwargs_text = encode_arguments(args, kwargs, self.max_payload)
             new_jobs.append(
                 NewJob(
@@ -214,3 +213,8 @@ class _Unregistered:
     def __init__(self, app: JobQ, name: str) -> None:
         self.app = app
         self.name = name
+
+    def to_json_values(
+        self, args: list[Any], kwargs: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        return args, kwargs  # a worker's app checks them, if it knows the task
