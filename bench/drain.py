@@ -1,6 +1,6 @@
 """Quick figures for jobq alone: submit one at a time, submit_many, and drain with a pool.
 
-    python bench/drain.py [--jobs 20000] [--procs 5] [--threads 8]
+    python bench/drain.py [--jobs 20000] [--procs 5] [--threads 16]
 
 Runs against a fresh SQLite database in a temporary directory, durable defaults (WAL,
 synchronous=NORMAL). Prints jobs per second for each phase.
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--single", type=int, default=3_000, help="jobs submitted one by one")
     parser.add_argument("--procs", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=8, help="default: jobq's own")
+    parser.add_argument("--threads", type=int, default=16, help="default: jobq's own")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         app.use_database(Path(folder) / "bench.db")
@@ -52,8 +52,10 @@ def main() -> None:
         assert counts["succeeded"] == options.jobs, counts
     print(f"submit, one call per job : {single:10,.0f} jobs/s")
     print(f"submit_many              : {many:10,.0f} jobs/s")
-    print(f"drain {options.jobs} no-op jobs    : {drain:10,.0f} jobs/s "
-          f"(--procs {options.procs} --threads {options.threads}, process start-up included)")
+    print(
+        f"drain {options.jobs} no-op jobs    : {drain:10,.0f} jobs/s "
+        f"(--procs {options.procs} --threads {options.threads}, process start-up included)"
+    )
 
 
 if __name__ == "__main__":

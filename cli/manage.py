@@ -52,7 +52,11 @@ def cancel(ctx: click.Context, job_id: int, database: str | None) -> None:
 def purge(
     ctx: click.Context, statuses: tuple[str, ...], older_than: str, database: str | None
 ) -> None:
-    """Delete finished jobs."""
+    """Delete finished jobs.
+
+    The newest job always stays, finished or not: a new job takes the highest id + 1, so
+    keeping it means no id is ever handed out twice.
+    """
     seconds = parse_duration(older_than)
     count = open_store_of(ctx, database).purge(statuses, seconds)
     click.echo(f"purged {count} jobs")

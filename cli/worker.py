@@ -8,6 +8,7 @@ import sys
 import click
 
 from jobq.errors import ConfigurationError
+from jobq.worker.settings import WorkerSettings
 
 from .common import app_option, db_option, open_app
 
@@ -24,7 +25,7 @@ from .common import app_option, db_option, open_app
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
-    default=8,
+    default=WorkerSettings.threads,
     show_default=True,
     help="Executor threads per process.",
 )

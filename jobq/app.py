@@ -174,7 +174,7 @@ class JobQ:
     def run_worker(
         self,
         procs: int = 0,
-        threads: int = 8,
+        threads: int | None = None,
         *,
         queues: Sequence[str] | None = None,
         burst: bool = False,
@@ -186,7 +186,8 @@ class JobQ:
 
         ``procs=0`` runs the worker threads in this process; ``procs=N`` starts a supervisor
         that keeps N worker processes. The other settings are the CLI's (`jobq worker
-        --help`): ``grace`` and ``lease`` in seconds, ``memory_limit`` in MiB per process.
+        --help`): ``threads`` per process (default ``WorkerSettings.threads``), ``grace`` and
+        ``lease`` in seconds, ``memory_limit`` in MiB per process.
         Returns the exit code (0 on a clean stop).
         """
         from .worker import WorkerSettings, run
@@ -194,7 +195,7 @@ class JobQ:
         settings = WorkerSettings(
             database=self.database,
             procs=procs,
-            threads=threads,
+            threads=WorkerSettings.threads if threads is None else threads,
             queues=tuple(queues) if queues else None,
             burst=burst,
             grace=grace,

@@ -30,30 +30,68 @@ _JOB_COLUMNS = (
     " timeout, run_at, created_at, started_at, finished_at, worker_id"
 )
 
-_CLAIM = """
-UPDATE jobs SET status = 'running', worker_id = :worker, attempts = attempts + 1,
-    claims = claims + 1, started_at = :now, finished_at = NULL
-WHERE id IN (
-    SELECT id FROM jobs INDEXED BY {index}
-    WHERE status IN ('queued', 'scheduled') AND run_at <= :now {queues}
-    ORDER BY priority DESC, run_at, id
-    LIMIT :limit
-) AND EXISTS (SELECT 1 FROM workers WHERE id = :worker)
+# The jobs_finished index's condition, written out whole so that SQLite can use the index.
+_FINISHED = "status IN ('succeeded', 'failed', 'cancelled')"
+
+# Claim order within one queue: a walk of the jobs_queued index, stopping after :limit.
+_CANDIDATES = """
+SELECT id, priority, run_at FROM jobs INDEXED BY jobs_queued
+WHERE queue = ? AND status = 'queued'
+ORDER BY priority DESC, run_at, id
+LIMIT ?
+"""
+
+# The queues with queued jobs: one index descent each (a loose scan), however many jobs wait.
+_QUEUED_QUEUES = """
+WITH RECURSIVE found(name) AS (
+    SELECT MIN(queue) FROM jobs INDEXED BY jobs_queued WHERE status = 'queued'
+    UNION ALL
+    SELECT (SELECT MIN(queue) FROM jobs INDEXED BY jobs_queued
+            WHERE status = 'queued' AND queue > found.name)
+    FROM found WHERE found.name IS NOT NULL
+)
+SELECT name FROM found WHERE name IS NOT NULL
+"""
+
+# Scheduled jobs whose time has come join their queue (in the claim's own transaction).
+_PROMOTE = """
+UPDATE jobs SET status = 'queued'
+WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_scheduled
+             WHERE status = 'scheduled' AND run_at <= ?)
+"""
+
+_DUE_EXISTS = (
+    "SELECT 1 FROM jobs INDEXED BY jobs_scheduled WHERE status = 'scheduled' AND run_at <= ?"
+    " LIMIT 1"
+)
+
+_TAKE = """
+UPDATE jobs SET status = 'running', worker_id = ?, attempts = attempts + 1,
+    claims = claims + 1, started_at = ?, finished_at = NULL
+WHERE id IN ({ids}) AND status = 'queued'
 RETURNING id, task, queue, args, kwargs, attempts, max_attempts, timeout, priority, claims
 """
 
-# Fenced: applies only while the job is still running and held by this worker.
+# Fenced: an outcome applies only while its job is still running, held by this worker, under
+# this claim. A whole batch is one statement; RETURNING names the jobs it changed.
 _COMPLETE = """
-UPDATE jobs SET status = :status,
-    result = :result,
-    error = CASE WHEN :refund THEN error ELSE :error END,
-    finished_at = :finished_at,
-    run_at = COALESCE(:run_at, run_at),
-    attempts = MAX(attempts - :refund, 0),
-    worker_id = CASE WHEN :status IN ('succeeded', 'failed', 'cancelled')
-        THEN worker_id ELSE NULL END
-WHERE id = :id AND status = 'running' AND worker_id = :worker AND claims = :claim
+WITH outcome(id, worker, claim, status, result, error, finished_at, run_at, refund) AS (
+    VALUES {values}
+)
+UPDATE jobs SET status = outcome.status,
+    result = outcome.result,
+    error = CASE WHEN outcome.refund THEN jobs.error ELSE outcome.error END,
+    finished_at = outcome.finished_at,
+    run_at = COALESCE(outcome.run_at, jobs.run_at),
+    attempts = MAX(jobs.attempts - outcome.refund, 0),
+    worker_id = CASE WHEN outcome.status IN ('succeeded', 'failed', 'cancelled')
+        THEN jobs.worker_id ELSE NULL END
+FROM outcome
+WHERE jobs.id = outcome.id AND jobs.status = 'running' AND jobs.worker_id = outcome.worker
+    AND jobs.claims = outcome.claim
+RETURNING jobs.id
 """
+_COMPLETE_CHUNK = 500  # outcomes per statement: 9 parameters each, far below SQLite's limit
 
 
 def _load(text: str | None) -> Any:
@@ -130,21 +168,25 @@ class SQLiteStore(SQLiteConnections, Store):
         queues: Sequence[str] | None,
         limit: int,
     ) -> list[ClaimedJob]:
+        if not connection.execute("SELECT 1 FROM workers WHERE id = ?", (worker_id,)).fetchone():
+            return []  # reaped: a claim would hold jobs nobody runs or recovers
         now = time.time()
-        parameters: dict[str, Any] = {"worker": worker_id, "now": now, "limit": limit}
-        filter_sql = ""
-        # Name the index: without statistics the planner may pick jobs_status and sort every
-        # waiting job on each claim. One queue walks its own index in claim order; several
-        # queues walk the all-queue index in claim order and skip other queues' rows.
-        index = "jobs_waiting_any_queue"
-        if queues:
-            names = [f":q{number}" for number in range(len(queues))]
-            filter_sql = f"AND queue IN ({', '.join(names)})"
-            parameters.update({f"q{number}": queue for number, queue in enumerate(queues)})
-            if len(queues) == 1:
-                index = "jobs_waiting"
-        sql = _CLAIM.format(index=index, queues=filter_sql)
-        rows = connection.execute(sql, parameters).fetchall()
+        if connection.execute(_DUE_EXISTS, (now,)).fetchone():
+            connection.execute(_PROMOTE, (now,))
+        names = queues or [row[0] for row in connection.execute(_QUEUED_QUEUES)]
+        if not names:
+            return []
+        # The best :limit of each queue, merged: the best :limit overall are among them.
+        candidates = []
+        for name in names:
+            candidates += connection.execute(_CANDIDATES, (name, limit)).fetchall()
+        if not candidates:
+            return []
+        if len(names) > 1:
+            candidates.sort(key=lambda row: (-row[1], row[2], row[0]))
+            del candidates[limit:]
+        ids = ", ".join(str(row[0]) for row in candidates)
+        rows = connection.execute(_TAKE.format(ids=ids), (worker_id, now)).fetchall()
         jobs = [ClaimedJob(*row) for row in rows]
         for job in jobs:
             job.started_at = now
@@ -152,24 +194,39 @@ class SQLiteStore(SQLiteConnections, Store):
         return jobs
 
     def _complete(self, connection: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[bool]:
-        applied = []
-        for outcome in outcomes:
-            cursor = connection.execute(
-                _COMPLETE,
-                {
-                    "id": outcome.job_id,
-                    "worker": outcome.worker_id,
-                    "claim": outcome.claim,
-                    "status": outcome.status,
-                    "result": outcome.result,
-                    "error": outcome.error,
-                    "finished_at": outcome.finished_at if outcome.status in TERMINAL else None,
-                    "run_at": outcome.run_at,
-                    "refund": 1 if outcome.refund else 0,
-                },
-            )
-            applied.append(cursor.rowcount == 1)
+        applied = [False] * len(outcomes)
+        pending = list(range(len(outcomes)))
+        while pending:
+            # One outcome per job per statement (an UPDATE ... FROM applies one of several
+            # matches, unspecified which); a second one for the same job goes in the next.
+            chunk: dict[int, int] = {}
+            later = []
+            for index in pending:
+                job_id = outcomes[index].job_id
+                if job_id in chunk or len(chunk) >= _COMPLETE_CHUNK:
+                    later.append(index)
+                else:
+                    chunk[job_id] = index
+            parameters: list[Any] = []
+            for index in chunk.values():
+                outcome = outcomes[index]
+                parameters += (
+                    outcome.job_id,
+                    outcome.worker_id,
+                    outcome.claim,
+                    outcome.status,
+                    outcome.result,
+                    outcome.error,
+                    outcome.finished_at if outcome.status in TERMINAL else None,
+                    outcome.run_at,
+                    1 if outcome.refund else 0,
+                )
+            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+            rows = connection.execute(_COMPLETE.format(values=values), parameters).fetchall()
+            for (job_id,) in rows:
+                applied[chunk[job_id]] = True
             fault("mid_complete")
+            pending = later
         return applied
 
     def changed(self) -> bool:
@@ -188,19 +245,23 @@ class SQLiteStore(SQLiteConnections, Store):
 
     def next_run_at(self, queues: Sequence[str] | None) -> float | None:
         where, parameters = self._queue_filter(queues)
+        # A queued job is runnable now; its run_at is when it was submitted or came due.
         rows = self._read(
-            "SELECT MIN(run_at) FROM jobs INDEXED BY jobs_due"
-            f" WHERE status IN ('queued', 'scheduled'){where}",
-            parameters,
+            "SELECT MIN(run_at) FROM (SELECT MIN(run_at) AS run_at FROM jobs"
+            f" INDEXED BY jobs_queued WHERE status = 'queued'{where}"
+            " UNION ALL SELECT MIN(run_at) FROM jobs INDEXED BY jobs_scheduled"
+            f" WHERE status = 'scheduled'{where})",
+            parameters * 2,
         )
         return rows[0][0]
 
     def runnable_count(self, queues: Sequence[str] | None) -> int:
         where, parameters = self._queue_filter(queues)
         rows = self._read(
-            "SELECT COUNT(*) FROM jobs INDEXED BY jobs_due WHERE status IN ('queued', 'scheduled')"
-            f" AND run_at <= ?{where}",
-            [time.time(), *parameters],
+            "SELECT (SELECT COUNT(*) FROM jobs INDEXED BY jobs_queued"
+            f" WHERE status = 'queued'{where}) + (SELECT COUNT(*) FROM jobs"
+            f" INDEXED BY jobs_scheduled WHERE status = 'scheduled' AND run_at <= ?{where})",
+            [*parameters, time.time(), *parameters],
         )
         return int(rows[0][0])
 
@@ -402,7 +463,17 @@ class SQLiteStore(SQLiteConnections, Store):
         return [self._record(row) for row in rows]
 
     def counts(self) -> dict[str, Any]:
-        rows = self._read("SELECT queue, status, COUNT(*) FROM jobs GROUP BY queue, status")
+        # Each status from the index its jobs are in: no scan of the table's rows.
+        rows = self._read(
+            "SELECT queue, 'queued', COUNT(*) FROM jobs INDEXED BY jobs_queued"
+            " WHERE status = 'queued' GROUP BY queue"
+            " UNION ALL SELECT queue, 'scheduled', COUNT(*) FROM jobs INDEXED BY jobs_scheduled"
+            " WHERE status = 'scheduled' GROUP BY queue"
+            " UNION ALL SELECT queue, 'running', COUNT(*) FROM jobs INDEXED BY jobs_running"
+            " WHERE status = 'running' GROUP BY queue"
+            " UNION ALL SELECT queue, status, COUNT(*) FROM jobs INDEXED BY jobs_finished"
+            f" WHERE {_FINISHED} GROUP BY status, queue"
+        )
         counts = dict.fromkeys(STATUSES, 0)
         queues: dict[str, dict[str, int]] = {}
         for queue, status, count in rows:
@@ -444,10 +515,13 @@ class SQLiteStore(SQLiteConnections, Store):
         # In chunks, each its own short transaction, with a pause between them: deleting a
         # million rows at once would hold the write lock for seconds, and back-to-back
         # chunks would starve workers (SQLite's busy handler sleeps while we re-take the lock).
+        # The job with the highest id is never deleted: SQLite gives a new row the highest
+        # id + 1, so deleting it would hand its id to the next job.
         marks = ", ".join("?" * len(statuses))
         sql = (
-            f"DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE status IN ({marks})"
-            f" AND finished_at < ? LIMIT {PURGE_CHUNK})"
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_finished"
+            f" WHERE {_FINISHED} AND status IN ({marks}) AND finished_at < ?"
+            f" AND id < (SELECT MAX(id) FROM jobs) LIMIT {PURGE_CHUNK})"
         )
         parameters = (*statuses, time.time() - older_than)
         deleted = 0

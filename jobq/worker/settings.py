@@ -16,7 +16,7 @@ EXIT_CRASHED = 70  # a bug stopped it; its jobs are queued again and it is resta
 class WorkerSettings:
     database: str
     procs: int = 0
-    threads: int = 8  # executor threads per process: see docs/architecture.md, "Defaults"
+    threads: int = 16  # executor threads per process: see docs/architecture.md, "Defaults"
     queues: tuple[str, ...] | None = None
     burst: bool = False
     grace: float = 30.0  # seconds running jobs get to finish after SIGTERM

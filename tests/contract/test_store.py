@@ -290,13 +290,15 @@ def test_a_late_outcome_never_lands_on_a_later_claim_of_the_same_worker(store: S
 
 def test_ids_are_never_reused_after_a_purge(store: Store) -> None:
     worker = register(store)
-    [first] = store.enqueue([new()])
-    store.claim(worker, None, 1)
-    store.complete([done(first, worker)])
+    first, newest = store.enqueue([new(), new()])
+    for job in store.claim(worker, None, 2):
+        store.complete([done(job.id, worker, attempt=job.claim)])
     time.sleep(0.01)
+    # The newest job stays: a new job's id is the highest id + 1.
     assert store.purge(["succeeded"], older_than=0) == 1
-    [second] = store.enqueue([new()])
-    assert second > first
+    assert [record.id for record in store.list_jobs()] == [newest]
+    [later] = store.enqueue([new()])
+    assert later > newest
 
 
 def test_complete_and_claim_is_one_transaction_of_both(store: Store) -> None:

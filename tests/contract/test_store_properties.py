@@ -53,6 +53,7 @@ OK, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
 LEGAL = {
     (Q, R),
     (S, R),  # claim
+    (S, Q),  # a live worker's claim finds it due (and takes other jobs first)
     (Q, CANCELLED),
     (S, CANCELLED),  # cancel_job
     (R, OK),
@@ -231,6 +232,10 @@ class StoreMachine(RuleBasedStateMachine):
             model.claims.append((worker, model.claim))
             assert job.attempts == model.attempts and job.max_attempts == model.max_attempts
             assert job.claim == model.claim
+        if worker in self.live and limit > 0:
+            for model in self.jobs.values():
+                if model.status == S and model.due:
+                    model.status = Q
 
     @precondition(lambda self: self.held())
     @rule(data=st.data())

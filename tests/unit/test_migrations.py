@@ -9,6 +9,7 @@ import pytest
 import sqlite_utils
 
 from jobq.errors import DatabaseError, SchemaVersionError
+from jobq.models import NewJob
 from jobq.store import open_store, parse_database
 from jobq.store.migrations import migrations
 from jobq.store.sqlite import SQLiteStore
@@ -68,6 +69,33 @@ def test_fresh_and_stepwise_migrated_databases_are_identical(tmp_path: Path) -> 
         .fetchall()
     )
     assert [v for (v,) in versions] == [m.version for m in migrations("sqlite")]
+
+
+def test_ids_handed_out_before_the_lean_migration_stay_taken(tmp_path: Path) -> None:
+    # Version 4 kept ids unique with AUTOINCREMENT; 0005 drops it. Jobs 2 and 3 were purged
+    # at version 4, so the highest id left is 1: the next job must still not get 2 or 3.
+    path = tmp_path / "v4.db"
+
+    class V4Store(SQLiteStore):
+        def migrate(self, target: int | None = 4) -> list[int]:
+            return super().migrate(target)
+
+    old = V4Store(parse_database(path))
+    connection = sqlite3.connect(path, isolation_level=None)
+    for _ in range(3):
+        connection.execute(
+            "INSERT INTO jobs (task, status, run_at, created_at) VALUES ('t', 'queued', 0, 0)"
+        )
+    connection.execute("DELETE FROM jobs WHERE id > 1")
+    connection.close()
+    old.close()
+
+    store = open_store(path)
+    stand_in = store.get_job(3)
+    assert (stand_in.task, stand_in.status) == ("jobq.purged", "cancelled")
+    assert "never reused" in stand_in.error["message"]
+    assert store.enqueue([NewJob(task="t", args="[]", kwargs="{}")]) == [4]
+    store.close()
 
 
 def test_a_newer_schema_is_refused_and_left_alone(tmp_path: Path) -> None:
