@@ -78,11 +78,14 @@ def database_of(ctx: click.Context, database: str | None) -> str | None:
     return database or (ctx.obj or {}).get("database")
 
 
+def chosen_database(ctx: click.Context, database: str | None) -> str:
+    """The database a read or manage command works on: --db, else JOBQ_DB, else ./jobq.db."""
+    return database_of(ctx, database) or os.environ.get("JOBQ_DB") or DEFAULT_DATABASE
+
+
 def open_store_of(ctx: click.Context, database: str | None) -> Store:
     """The store for a read or manage command; a missing database file is an error."""
-    return open_store(
-        database_of(ctx, database) or os.environ.get("JOBQ_DB") or DEFAULT_DATABASE, create=False
-    )
+    return open_store(chosen_database(ctx, database), create=False)
 
 
 def open_app(ctx: click.Context, database: str | None, app_spec: str | None = None) -> JobQ:

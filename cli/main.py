@@ -8,7 +8,7 @@ import click
 
 import jobq
 
-from . import check, demo, manage, show, submit, worker
+from . import check, demo, logs, manage, show, submit, worker
 from .common import JobQGroup, global_db_option
 
 
@@ -39,6 +39,7 @@ for command in (
     worker.worker,
     show.status,
     show.list_jobs,
+    logs.logs,
     manage.retry,
     manage.cancel,
     manage.purge,

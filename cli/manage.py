@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from jobq.models import TERMINAL
+from jobq.shell import remove_purged_logs
 
-from .common import JOB_ID, db_option, open_store_of, parse_duration
+from .common import JOB_ID, chosen_database, db_option, open_store_of, parse_duration
 
 
 @click.command()
@@ -58,5 +59,7 @@ def purge(
     keeping it means no id is ever handed out twice.
     """
     seconds = parse_duration(older_than)
-    count = open_store_of(ctx, database).purge(statuses, seconds)
+    store = open_store_of(ctx, database)
+    count = store.purge(statuses, seconds)
+    remove_purged_logs(chosen_database(ctx, database), store)  # shell jobs' output files
     click.echo(f"purged {count} jobs")

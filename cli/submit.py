@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from jobq.errors import JobCancelledError, JobFailedError
+from jobq.shell import ENV_NAME
 
 from .common import (
     INTEGER64,
@@ -21,8 +22,22 @@ from .common import (
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("task")
+@click.argument("task", required=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option(
+    "--cmd",
+    "command",
+    metavar="'SHELL COMMAND'",
+    help="Queue a shell command instead of a task (any worker runs it).",
+)
+@click.option("--cwd", metavar="DIR", help="With --cmd: where it runs (default: here).")
+@click.option(
+    "--env",
+    "environment",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="With --cmd: an environment variable (repeatable).",
+)
 @click.option("--kwargs", "kwargs_json", metavar="JSON", help="Keyword arguments as a JSON object.")
 @click.option("--queue", help="Queue name (default: the task's, else 'default').")
 @click.option("--priority", type=INTEGER64, help="Higher runs first (default 0).")
@@ -45,8 +60,11 @@ from .common import (
 @click.pass_context
 def submit(
     ctx: click.Context,
-    task: str,
+    task: str | None,
     args: tuple[str, ...],
+    command: str | None,
+    cwd: str | None,
+    environment: tuple[str, ...],
     kwargs_json: str | None,
     queue: str | None,
     priority: int | None,
@@ -61,10 +79,17 @@ def submit(
     """Queue TASK with ARGs (each is JSON when it parses as JSON, else text); print its id.
 
     With --app (or JOBQ_APP) the arguments are checked against the task before anything is
-    written.
+    written. With --cmd, queue a shell command instead: no TASK, no --app needed.
     """
+    if command is None and (cwd is not None or environment):
+        raise click.UsageError("--cwd and --env go with --cmd")
+    if command is not None and (task is not None or kwargs_json is not None):
+        raise click.UsageError("give either TASK (with its arguments) or --cmd, not both")
+    if command is None and task is None:
+        raise click.UsageError("give a TASK to run, or --cmd 'SHELL COMMAND'")
     values = [parse_argument(arg) for arg in args]
     kwargs = parse_json_object(kwargs_json, "--kwargs") if kwargs_json is not None else {}
+    env = dict(_parse_env(item) for item in environment)
     options: dict[str, Any] = {
         name: value
         for name, value in (
@@ -77,7 +102,11 @@ def submit(
         if value is not None
     }
     app = open_app(ctx, database, app_spec)
-    job = app.submit(task, args=values, kwargs=kwargs, **options)
+    if command is not None:
+        job = app.submit_command(command, cwd=cwd, env=env, **options)
+    else:
+        assert task is not None
+        job = app.submit(task, args=values, kwargs=kwargs, **options)
     if not wait:
         if as_json:
             emit_json(job.info().model_dump())
@@ -94,3 +123,10 @@ def submit(
         sys.exit(1)
     if not as_json:
         emit_json(result)
+
+
+def _parse_env(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not ENV_NAME.match(key):
+        raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--env")
+    return key, value

@@ -7,7 +7,6 @@ import sys
 
 import click
 
-from jobq.errors import ConfigurationError
 from jobq.worker.settings import WorkerSettings
 
 from .common import app_option, db_option, open_app
@@ -53,6 +52,11 @@ from .common import app_option, db_option, open_app
     metavar="MIB",
     help="Address space per worker process; a task over it gets MemoryError.",
 )
+@click.option(
+    "--allow-shell",
+    is_flag=True,
+    help="Run shell-command jobs even from a database other users can write.",
+)
 @db_option
 @click.pass_context
 def worker(
@@ -65,6 +69,7 @@ def worker(
     lease: float,
     burst: bool,
     max_memory: int | None,
+    allow_shell: bool,
     database: str | None,
 ) -> None:
     """Run a supervisor with PROCS worker processes of THREADS threads each.
@@ -73,9 +78,7 @@ def worker(
     stops at once. Nothing is lost either way: unfinished jobs are queued again.
     """
     if not app_spec:
-        raise ConfigurationError(
-            "jobq worker needs --app MODULE:ATTR (or JOBQ_APP) to know its tasks"
-        )
+        click.echo("note: no --app: this worker runs shell-command jobs only", err=True)
     app = open_app(ctx, database, app_spec)
     names = tuple(name.strip() for name in queues.split(",")) if queues else None
     sys.exit(
@@ -87,5 +90,6 @@ def worker(
             grace=grace,
             lease=lease,
             memory_limit=max_memory,
+            allow_shell=allow_shell,
         )
     )

@@ -9,10 +9,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, overload
 
-from .errors import ConfigurationError
+from .errors import ArgumentError, ConfigurationError
 from .job import Job
 from .models import NewJob
 from .payload import DEFAULT_MAX_PAYLOAD, encode_arguments
+from .shell import SHELL_TASK, ShellRunner, check_command, shell_allowed
 from .store import DEFAULT_DATABASE, Store, open_store, parse_database
 from .tasks import Callback, Task, TaskCall, TaskOptions
 
@@ -39,6 +40,11 @@ class JobQ:
         self.database = str(database or os.environ.get("JOBQ_DB") or DEFAULT_DATABASE)
         self.max_payload = max_payload
         self.tasks: dict[str, Task] = {}
+        # Every app, and so every worker, runs shell-command jobs (jobq submit --cmd).
+        self.shell = ShellRunner(self)
+        self.tasks[SHELL_TASK] = Task(
+            self, self.shell, name=SHELL_TASK, options=TaskOptions(max_attempts=1)
+        )
         self._store: Store | None = None
         self._store_lock = threading.Lock()
 
@@ -137,6 +143,27 @@ class JobQ:
         call = TaskCall(_Unregistered(self, name), TaskOptions())  # type: ignore[arg-type]
         return call.options(**options).submit(*args, **(kwargs or {}))
 
+    def submit_command(
+        self,
+        command: str,
+        *,
+        cwd: str | Path | None = None,
+        env: dict[str, str] | None = None,
+        **options: Any,
+    ) -> Job:
+        """Queue a shell command (``/bin/sh -c``) that any worker runs; see jobq.shell.
+
+        ``cwd`` defaults to this process's working directory and must exist now. Options are
+        ``submit``'s (queue, priority, delay, max_attempts, timeout, after); a command is
+        tried once unless ``max_attempts`` says otherwise.
+        """
+        folder = os.path.abspath(cwd if cwd is not None else os.getcwd())
+        if not os.path.isdir(folder):
+            raise ArgumentError(f"the working directory {folder} does not exist")
+        check_command(command, folder, env)
+        arguments = {"command": command, "cwd": folder, "env": dict(env or {})}
+        return self.submit(SHELL_TASK, kwargs=arguments, **options)
+
     def _submit_checked(
         self,
         task: Task,
@@ -181,13 +208,15 @@ class JobQ:
         grace: float = 30.0,
         lease: float = 20.0,
         memory_limit: int | None = None,
+        allow_shell: bool = False,
     ) -> int:
         """Run workers until stopped (or, with ``burst``, until no runnable job is left).
 
         ``procs=0`` runs the worker threads in this process; ``procs=N`` starts a supervisor
         that keeps N worker processes. The other settings are the CLI's (`jobq worker
         --help`): ``threads`` per process (default ``WorkerSettings.threads``), ``grace`` and
-        ``lease`` in seconds, ``memory_limit`` in MiB per process.
+        ``lease`` in seconds, ``memory_limit`` in MiB per process. Shell-command jobs run only
+        when no other user can write the database, or with ``allow_shell``.
         Returns the exit code (0 on a clean stop).
         """
         from .worker import WorkerSettings, run
@@ -201,8 +230,16 @@ class JobQ:
             grace=grace,
             lease=lease,
             memory_limit=memory_limit,
+            commands_only=set(self.tasks) == {SHELL_TASK},
         )
         self.store.migrate()  # a bad database fails here, before any process starts
+        allowed, why = shell_allowed(self.database)
+        self.shell.refusal = None
+        if not allowed and not allow_shell:
+            self.shell.refusal = (
+                f"this worker does not run shell commands: {why} (whoever can write the "
+                "database could make it run anything); start it with --allow-shell to run them"
+            )
         if procs > 0:
             self.close()  # no connection may cross the fork; it reopens on next use
         return run(self, settings)

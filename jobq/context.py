@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _local = threading.local()
 
@@ -18,6 +18,14 @@ class JobContext:
     attempts: int
     max_attempts: int
     worker_id: str
+    timeout: float | None = None
+    cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once ``jobq cancel`` asked for this job to stop: a long task should check it
+        now and then and return early (it ends ``cancelled`` either way)."""
+        return self.cancel.is_set()
 
 
 def current_job() -> JobContext | None:

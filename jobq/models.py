@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 
 class Status(str, enum.Enum):
+    DEFERRED = "deferred"  # waiting for other jobs (--after) to succeed
     QUEUED = "queued"
     SCHEDULED = "scheduled"
     RUNNING = "running"

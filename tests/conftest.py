@@ -4,7 +4,6 @@ run the real CLI. Plain helper functions are in tests/support/helpers.py."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,9 +11,7 @@ import pytest
 
 from jobq import JobQ
 from tests.support import sample_tasks
-from tests.support.helpers import SAMPLE_APP, WorkerHandle, run_log, subprocess_env
-
-JOBQ = [sys.executable, "-m", "cli"]
+from tests.support.helpers import JOBQ, SAMPLE_APP, WorkerHandle, run_log, subprocess_env
 
 
 @pytest.fixture
@@ -70,13 +67,16 @@ def jobq(
 
 @pytest.fixture
 def start_worker(cli_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., WorkerHandle]]:
-    """Start ``jobq worker --app tests.support.sample_tasks:app ARGS...``; killed at teardown."""
+    """Start ``jobq worker --app tests.support.sample_tasks:app ARGS...`` (``app=None``: no
+    --app); killed at teardown."""
     handles: list[WorkerHandle] = []
 
-    def start(*args: str, app: str = SAMPLE_APP, env: dict[str, str] | None = None) -> WorkerHandle:
+    def start(
+        *args: str, app: str | None = SAMPLE_APP, env: dict[str, str] | None = None
+    ) -> WorkerHandle:
         log = tmp_path / f"worker-{len(handles)}.log"
         process = subprocess.Popen(
-            [*JOBQ, "worker", "--app", app, *args],
+            [*JOBQ, "worker", *(["--app", app] if app else []), *args],
             env={**cli_env, **(env or {})},
             cwd=tmp_path,
             stdout=log.open("w"),

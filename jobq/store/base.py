@@ -42,11 +42,19 @@ class Store(abc.ABC):
     # -- the worker's hot path ---------------------------------------------------------------
 
     @abc.abstractmethod
-    def claim(self, worker_id: str, queues: Sequence[str] | None, limit: int) -> list[ClaimedJob]:
+    def claim(
+        self,
+        worker_id: str,
+        queues: Sequence[str] | None,
+        limit: int,
+        *,
+        commands_only: bool = False,
+    ) -> list[ClaimedJob]:
         """Take up to ``limit`` runnable jobs for ``worker_id``; mark them running.
 
         Runnable: ``queued`` or ``scheduled`` with ``run_at`` now or past, in ``queues`` (all
         queues when ``None``), highest priority first, then oldest ``run_at``, then lowest id.
+        ``commands_only``: shell-command jobs only (a worker without an app of tasks).
         """
 
     @abc.abstractmethod
@@ -64,6 +72,8 @@ class Store(abc.ABC):
         worker_id: str,
         queues: Sequence[str] | None,
         limit: int,
+        *,
+        commands_only: bool = False,
     ) -> tuple[list[bool], list[ClaimedJob]]:
         """``complete(outcomes)`` then ``claim(worker_id, queues, limit)``, in ONE transaction.
 
@@ -79,11 +89,13 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def next_run_at(self, queues: Sequence[str] | None) -> float | None:
+    def next_run_at(
+        self, queues: Sequence[str] | None, *, commands_only: bool = False
+    ) -> float | None:
         """The earliest ``run_at`` of a waiting job in ``queues``, or None."""
 
     @abc.abstractmethod
-    def runnable_count(self, queues: Sequence[str] | None) -> int:
+    def runnable_count(self, queues: Sequence[str] | None, *, commands_only: bool = False) -> int:
         """How many waiting jobs in ``queues`` could be claimed now."""
 
     # -- workers and recovery ----------------------------------------------------------------

@@ -19,6 +19,7 @@ from ..errors import (
 )
 from ..faults import fault
 from ..models import STATUSES, TERMINAL, ClaimedJob, JobRecord, NewJob, Outcome, WorkerRecord
+from ..shell import SHELL_TASK
 from .base import Store
 from .sqlite_connections import SQLiteConnections, translate
 
@@ -33,25 +34,38 @@ _JOB_COLUMNS = (
 # The jobs_finished index's condition, written out whole so that SQLite can use the index.
 _FINISHED = "status IN ('succeeded', 'failed', 'cancelled')"
 
-# Claim order within one queue: a walk of the jobs_queued index, stopping after :limit.
-_CANDIDATES = """
-SELECT id, priority, run_at FROM jobs INDEXED BY jobs_queued
-WHERE queue = ? AND status = 'queued'
+# Queued jobs in claim order: every one (jobs_queued), or the shell commands alone, for a
+# worker without an app of tasks (jobs_queued_commands: a partial index only they enter).
+_QUEUED = {
+    False: ("jobs_queued", "status = 'queued'"),
+    True: ("jobs_queued_commands", f"status = 'queued' AND task = '{SHELL_TASK}'"),
+}
+
+# Claim order within one queue: a walk of the index, stopping after :limit.
+_CANDIDATES = {
+    commands: f"""
+SELECT id, priority, run_at FROM jobs INDEXED BY {index}
+WHERE queue = ? AND {waiting}
 ORDER BY priority DESC, run_at, id
 LIMIT ?
 """
+    for commands, (index, waiting) in _QUEUED.items()
+}
 
 # The queues with queued jobs: one index descent each (a loose scan), however many jobs wait.
-_QUEUED_QUEUES = """
+_QUEUED_QUEUES = {
+    commands: f"""
 WITH RECURSIVE found(name) AS (
-    SELECT MIN(queue) FROM jobs INDEXED BY jobs_queued WHERE status = 'queued'
+    SELECT MIN(queue) FROM jobs INDEXED BY {index} WHERE {waiting}
     UNION ALL
-    SELECT (SELECT MIN(queue) FROM jobs INDEXED BY jobs_queued
-            WHERE status = 'queued' AND queue > found.name)
+    SELECT (SELECT MIN(queue) FROM jobs INDEXED BY {index}
+            WHERE {waiting} AND queue > found.name)
     FROM found WHERE found.name IS NOT NULL
 )
 SELECT name FROM found WHERE name IS NOT NULL
 """
+    for commands, (index, waiting) in _QUEUED.items()
+}
 
 # Scheduled jobs whose time has come join their queue (in the claim's own transaction).
 _PROMOTE = """
@@ -137,11 +151,18 @@ class SQLiteStore(SQLiteConnections, Store):
 
     # -- the worker's hot path -------------------------------------------------------------
 
-    def claim(self, worker_id: str, queues: Sequence[str] | None, limit: int) -> list[ClaimedJob]:
+    def claim(
+        self,
+        worker_id: str,
+        queues: Sequence[str] | None,
+        limit: int,
+        *,
+        commands_only: bool = False,
+    ) -> list[ClaimedJob]:
         if limit <= 0:
             return []
         with self._write() as connection:
-            return self._claim(connection, worker_id, queues, limit)
+            return self._claim(connection, worker_id, queues, limit, commands_only)
 
     def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
         with self._write() as connection:
@@ -153,12 +174,16 @@ class SQLiteStore(SQLiteConnections, Store):
         worker_id: str,
         queues: Sequence[str] | None,
         limit: int,
+        *,
+        commands_only: bool = False,
     ) -> tuple[list[bool], list[ClaimedJob]]:
         if not outcomes and limit <= 0:
             return [], []
         with self._write() as connection:
             applied = self._complete(connection, outcomes)
-            jobs = self._claim(connection, worker_id, queues, limit) if limit > 0 else []
+            jobs = []
+            if limit > 0:
+                jobs = self._claim(connection, worker_id, queues, limit, commands_only)
         return applied, jobs
 
     def _claim(
@@ -167,19 +192,20 @@ class SQLiteStore(SQLiteConnections, Store):
         worker_id: str,
         queues: Sequence[str] | None,
         limit: int,
+        commands_only: bool,
     ) -> list[ClaimedJob]:
         if not connection.execute("SELECT 1 FROM workers WHERE id = ?", (worker_id,)).fetchone():
             return []  # reaped: a claim would hold jobs nobody runs or recovers
         now = time.time()
         if connection.execute(_DUE_EXISTS, (now,)).fetchone():
             connection.execute(_PROMOTE, (now,))
-        names = queues or [row[0] for row in connection.execute(_QUEUED_QUEUES)]
+        names = queues or [row[0] for row in connection.execute(_QUEUED_QUEUES[commands_only])]
         if not names:
             return []
         # The best :limit of each queue, merged: the best :limit overall are among them.
         candidates = []
         for name in names:
-            candidates += connection.execute(_CANDIDATES, (name, limit)).fetchall()
+            candidates += connection.execute(_CANDIDATES[commands_only], (name, limit)).fetchall()
         if not candidates:
             return []
         if len(names) > 1:
@@ -243,24 +269,30 @@ class SQLiteStore(SQLiteConnections, Store):
             return "", []
         return f" AND queue IN ({', '.join('?' * len(queues))})", list(queues)
 
-    def next_run_at(self, queues: Sequence[str] | None) -> float | None:
+    def next_run_at(
+        self, queues: Sequence[str] | None, *, commands_only: bool = False
+    ) -> float | None:
         where, parameters = self._queue_filter(queues)
+        index, waiting = _QUEUED[commands_only]
+        task = f" AND task = '{SHELL_TASK}'" if commands_only else ""
         # A queued job is runnable now; its run_at is when it was submitted or came due.
         rows = self._read(
             "SELECT MIN(run_at) FROM (SELECT MIN(run_at) AS run_at FROM jobs"
-            f" INDEXED BY jobs_queued WHERE status = 'queued'{where}"
+            f" INDEXED BY {index} WHERE {waiting}{where}"
             " UNION ALL SELECT MIN(run_at) FROM jobs INDEXED BY jobs_scheduled"
-            f" WHERE status = 'scheduled'{where})",
+            f" WHERE status = 'scheduled'{task}{where})",
             parameters * 2,
         )
         return rows[0][0]
 
-    def runnable_count(self, queues: Sequence[str] | None) -> int:
+    def runnable_count(self, queues: Sequence[str] | None, *, commands_only: bool = False) -> int:
         where, parameters = self._queue_filter(queues)
+        index, waiting = _QUEUED[commands_only]
+        task = f" AND task = '{SHELL_TASK}'" if commands_only else ""
         rows = self._read(
-            "SELECT (SELECT COUNT(*) FROM jobs INDEXED BY jobs_queued"
-            f" WHERE status = 'queued'{where}) + (SELECT COUNT(*) FROM jobs"
-            f" INDEXED BY jobs_scheduled WHERE status = 'scheduled' AND run_at <= ?{where})",
+            f"SELECT (SELECT COUNT(*) FROM jobs INDEXED BY {index} WHERE {waiting}{where})"
+            " + (SELECT COUNT(*) FROM jobs INDEXED BY jobs_scheduled"
+            f" WHERE status = 'scheduled' AND run_at <= ?{task}{where})",
             [*parameters, time.time(), *parameters],
         )
         return int(rows[0][0])
@@ -467,6 +499,8 @@ class SQLiteStore(SQLiteConnections, Store):
         rows = self._read(
             "SELECT queue, 'queued', COUNT(*) FROM jobs INDEXED BY jobs_queued"
             " WHERE status = 'queued' GROUP BY queue"
+            " UNION ALL SELECT queue, 'deferred', COUNT(*) FROM jobs INDEXED BY jobs_deferred"
+            " WHERE status = 'deferred' GROUP BY queue"
             " UNION ALL SELECT queue, 'scheduled', COUNT(*) FROM jobs INDEXED BY jobs_scheduled"
             " WHERE status = 'scheduled' GROUP BY queue"
             " UNION ALL SELECT queue, 'running', COUNT(*) FROM jobs INDEXED BY jobs_running"

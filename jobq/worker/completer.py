@@ -40,9 +40,11 @@ class Refill:
         queues: Sequence[str] | None,
         limit: Callable[[int], int],
         hand_over: Callable[[list[ClaimedJob]], None],
+        commands_only: bool = False,
     ) -> None:
         self.worker_id = worker_id
         self.queues = queues
+        self.commands_only = commands_only
         self.limit = limit  # slots freed -> how many jobs to claim now (0 while stopping)
         self.hand_over = hand_over  # gives claimed jobs to the executors
 
@@ -120,7 +122,11 @@ class Completer:
                 return self.store.complete(outcomes), []
             # The slots these outcomes free are refilled in the same commit.
             return self.store.complete_and_claim(
-                outcomes, refill.worker_id, refill.queues, refill.limit(len(batch))
+                outcomes,
+                refill.worker_id,
+                refill.queues,
+                refill.limit(len(batch)),
+                commands_only=refill.commands_only,
             )
 
         # Keep the outcomes however long it takes: they are recorded once the database

@@ -13,6 +13,7 @@ from ..context import JobContext, set_current_job
 from ..errors import ArgumentError, JobTimeout, PayloadError, Retry
 from ..models import ClaimedJob, Outcome
 from ..payload import encode
+from ..shell import CommandError
 from ..tasks import Task
 
 
@@ -84,7 +85,9 @@ def execute(tasks: Mapping[str, Task], job: ClaimedJob, worker_id: str) -> Outco
         message = f"cannot check the arguments of {job.task}: {describe_error(error)}"
         return failure(job, worker_id, error_json("ArgumentError", message), retry_at=None)
     set_current_job(
-        JobContext(job.id, job.task, job.queue, job.attempts, job.max_attempts, worker_id)
+        JobContext(
+            job.id, job.task, job.queue, job.attempts, job.max_attempts, worker_id, job.timeout
+        )
     )
     try:
         value = task.func(*args, **kwargs)
@@ -92,10 +95,12 @@ def execute(tasks: Mapping[str, Task], job: ClaimedJob, worker_id: str) -> Outco
         retry_error = error_json("Retry", describe_error(retry))
         return failure(job, worker_id, retry_error, retry_at=_retry_at(job, task, retry.delay))
     except BaseException as error:  # noqa: BLE001 - a task's SystemExit is its failure too
+        # A command's exit code says it all; jobq's own frames would only hide it.
+        trace = None if isinstance(error, CommandError) else traceback.format_exc()
         outcome = failure(
             job,
             worker_id,
-            error_json(type(error).__name__, describe_error(error), traceback.format_exc()),
+            error_json(type(error).__name__, describe_error(error), trace),
             retry_at=_retry_at(job, task, None),
         )
         outcome.extra = error

@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import DatabaseError
 from ..faults import fault
 from ..models import ClaimedJob
+from ..shell import SHELL_TASK
 from ..store import Store, open_store
 from ..tasks import Task
 from .completer import Completer, Refill
@@ -118,7 +119,13 @@ class WorkerProcess:
         # completer falls behind, so a crash reruns at most `threads` jobs.
         # The completer also refills the slots its outcomes free, in the same transaction
         # (one commit per batch instead of two); the fetcher claims when slots sit idle.
-        refill = Refill(self.worker_id, settings.queues, self._refill_limit, self._hand_over)
+        refill = Refill(
+            self.worker_id,
+            settings.queues,
+            self._refill_limit,
+            self._hand_over,
+            settings.commands_only,
+        )
         self.completer = Completer(store, self.tasks, on_recorded=self.slots.release, refill=refill)
         self.completer.on_crash = self._on_completer_crash
         self.completer.start()
@@ -260,7 +267,9 @@ class WorkerProcess:
             free += 1
         try:
             store.changed()  # the baseline: any commit after this wakes an idle wait
-            jobs = store.claim(self.worker_id, settings.queues, free)
+            jobs = store.claim(
+                self.worker_id, settings.queues, free, commands_only=settings.commands_only
+            )
         except BaseException:
             for _ in range(free):
                 self.slots.release()
@@ -313,7 +322,9 @@ class WorkerProcess:
         with self.lock:  # the flush may have refilled slots with new jobs
             if self.in_flight:
                 return False
-        return self.store.runnable_count(self.settings.queues) == 0
+        settings = self.settings
+        runnable = self.store.runnable_count(settings.queues, commands_only=settings.commands_only)
+        return runnable == 0
 
     def _wait_for_work(self) -> None:
         """Sleep until another connection commits, a scheduled job comes due, or the backstop."""
@@ -322,7 +333,7 @@ class WorkerProcess:
         assert store is not None
         now = time.monotonic()
         wake_at = now + settings.backstop
-        next_run = store.next_run_at(settings.queues)
+        next_run = store.next_run_at(settings.queues, commands_only=settings.commands_only)
         if next_run is not None:
             wake_at = min(wake_at, now + max(next_run - time.time(), settings.poll))
         while not self.stopping.is_set():
@@ -369,7 +380,9 @@ class WorkerProcess:
             job = self.inbox.get()
             if job is None:
                 return
-            deadline = time.monotonic() + job.timeout if job.timeout else None
+            deadline = None
+            if job.timeout and job.task != SHELL_TASK:  # a command is stopped by its runner
+                deadline = time.monotonic() + job.timeout
             key = (job.id, job.claim)
             with self.lock:
                 self.active[key] = (job, deadline)

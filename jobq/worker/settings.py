@@ -29,6 +29,9 @@ class WorkerSettings:
     # MiB of address space each worker process may use (RLIMIT_AS); a task that needs more
     # gets MemoryError instead of taking the machine down. None: no limit. procs >= 1 only.
     memory_limit: int | None = None
+    # Claim shell-command jobs only: a worker whose app has no tasks of its own (jobq worker
+    # without --app) must not take, and fail, jobs of tasks it cannot know.
+    commands_only: bool = False
 
     def __post_init__(self) -> None:
         if self.procs < 0:

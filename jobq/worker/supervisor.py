@@ -283,7 +283,8 @@ class Supervisor:
         """Burst: every child finished. Start again if jobs became runnable meanwhile
         (for example released by a child that died)."""
         assert self.store is not None
-        if self.store.runnable_count(self.settings.queues) == 0:
+        settings = self.settings
+        if self.store.runnable_count(settings.queues, commands_only=settings.commands_only) == 0:
             return False
         for child in self.children:
             child.done = False

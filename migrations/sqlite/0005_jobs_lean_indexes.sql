@@ -10,7 +10,8 @@ CREATE TABLE jobs_new (
     id INTEGER PRIMARY KEY,
     task TEXT NOT NULL,
     queue TEXT NOT NULL DEFAULT 'default',
-    status TEXT NOT NULL CHECK (status IN ('queued', 'scheduled', 'running', 'succeeded', 'failed', 'cancelled')),
+    -- 'deferred': waiting for other jobs to succeed (0006 adds what it needs).
+    status TEXT NOT NULL CHECK (status IN ('deferred', 'queued', 'scheduled', 'running', 'succeeded', 'failed', 'cancelled')),
     priority INTEGER NOT NULL DEFAULT 0,
     args TEXT NOT NULL DEFAULT '[]',
     kwargs TEXT NOT NULL DEFAULT '{}',

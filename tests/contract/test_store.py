@@ -312,3 +312,24 @@ def test_complete_and_claim_is_one_transaction_of_both(store: Store) -> None:
     assert store.complete_and_claim([], worker, None, 0) == ([], [])
     stale = done(first, worker)
     assert store.complete_and_claim([stale], worker, None, 1) == ([False], [])
+
+
+def test_a_commands_only_claim_takes_shell_commands_and_nothing_else(store: Store) -> None:
+    worker = register(store)
+    task_job, command, other_queue, later = store.enqueue(
+        [
+            new(priority=9),
+            new(task="jobq.shell"),
+            new(task="jobq.shell", queue="other"),
+            new(task="jobq.shell", run_at=time.time() + 60),
+        ]
+    )
+    assert store.runnable_count(None, commands_only=True) == 2
+    assert store.runnable_count(None) == 3
+    assert store.next_run_at(["other"], commands_only=True) is not None
+    claimed = store.claim(worker, None, 10, commands_only=True)
+    assert sorted(job.id for job in claimed) == [command, other_queue]
+    assert store.claim(worker, None, 10, commands_only=True) == []
+    assert store.get_job(task_job).status == "queued"
+    assert store.get_job(later).status == "scheduled"
+    assert store.runnable_count(None, commands_only=True) == 0

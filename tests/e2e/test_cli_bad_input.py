@@ -252,8 +252,16 @@ def test_bad_app_for_worker(
         assert connection.execute("SELECT COUNT(*) FROM workers").fetchone()[0] == 0
 
 
-def test_worker_without_app(jobq: Any, seeded: int) -> None:
-    assert_refused(jobq("worker", "--burst", timeout=30), "--app")
+def test_a_worker_without_app_runs_commands_and_leaves_task_jobs_alone(
+    jobq: Any, seeded: int
+) -> None:
+    command = jobq("submit", "--cmd", "true")
+    assert command.returncode == 0, command.stderr
+    done = jobq("worker", "--procs", "1", "--burst", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "runs shell-command jobs only" in done.stderr
+    assert cli_status(jobq, int(command.stdout))["status"] == "succeeded"
+    assert cli_status(jobq, seeded)["status"] == "queued"  # not taken, so not failed
 
 
 def test_bad_app_for_submit_writes_nothing(jobq: Any, database: str, seeded: int) -> None:

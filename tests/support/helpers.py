@@ -14,6 +14,7 @@ import random
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from jobq.models import JobRecord
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = "tests.support.sample_tasks"
 SAMPLE_APP = f"{TASKS}:app"
+JOBQ = [sys.executable, "-m", "cli"]  # the CLI, as a subprocess
 FINISHED = ("succeeded", "failed", "cancelled")
 
 

@@ -1,0 +1,179 @@
+"""Shell-command jobs through the CLI: ``jobq submit --cmd``, a worker without --app, ``jobq
+logs``, exit codes and signals, timeouts that stop the whole process group, purge, safety."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobq.shell import LOG_LIMIT
+from tests.support.helpers import JOBQ, assert_refused, cli_status, pid_alive, wait_for
+
+pytestmark = pytest.mark.slow
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def submit_command(jobq: Run, *args: str) -> int:
+    done = jobq("submit", *args)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout)  # the id alone
+
+
+def drain(start_worker: Callable[..., Any], *args: str) -> None:
+    worker = start_worker("--procs", "1", "--burst", *args, app=None)
+    assert worker.wait(timeout=60) == 0, worker.output()
+
+
+def test_a_command_runs_where_and_with_what_it_was_given_and_logs_both_streams(
+    jobq: Run, start_worker: Callable[..., Any], tmp_path: Path
+) -> None:
+    folder = tmp_path / "work dir"
+    folder.mkdir()
+    script = 'echo out; echo err >&2; echo "greeting=$GREETING"; pwd; echo "id=$JOBQ_JOB_ID"'
+    job_id = submit_command(
+        jobq, "--cmd", script, "--cwd", str(folder), "--env", "GREETING=hi there; rm -rf /"
+    )
+    drain(start_worker)
+    status = cli_status(jobq, job_id)
+    assert status["status"] == "succeeded" and status["task"] == "jobq.shell"
+    logs = jobq("logs", str(job_id))
+    assert logs.returncode == 0
+    assert logs.stdout.splitlines() == [
+        "out",
+        "err",
+        "greeting=hi there; rm -rf /",  # passed as data, never as shell text
+        str(folder),
+        f"id={job_id}",
+    ]
+
+
+def test_a_relative_cwd_is_taken_from_where_submit_ran(
+    jobq: Run, start_worker: Callable[..., Any], tmp_path: Path
+) -> None:
+    (tmp_path / "sub").mkdir()
+    job_id = submit_command(jobq, "--cmd", "pwd", "--cwd", "sub")
+    drain(start_worker)
+    assert jobq("logs", str(job_id)).stdout.strip() == str(tmp_path / "sub")
+
+
+def test_a_non_zero_exit_fails_with_its_code_and_is_retried_per_max_attempts(
+    jobq: Run, start_worker: Callable[..., Any], tmp_path: Path
+) -> None:
+    once = submit_command(jobq, "--cmd", "echo ran >> once.txt; exit 3")
+    twice = submit_command(jobq, "--cmd", "echo ran >> twice.txt; exit 4", "--max-attempts", "2")
+    killed = submit_command(jobq, "--cmd", "kill -KILL $$")
+    start_worker("--procs", "1", app=None)  # not --burst: the retry is scheduled a moment later
+    wait_for(
+        lambda: all(cli_status(jobq, n)["status"] == "failed" for n in (once, twice, killed)),
+        timeout=30,
+        interval=0.2,
+    )
+    first = cli_status(jobq, once)
+    assert (first["status"], first["attempts"]) == ("failed", 1)  # a command runs once by default
+    assert first["error"]["message"] == "the command exited with code 3"
+    assert first["error"]["traceback"] is None
+    second = cli_status(jobq, twice)
+    assert (second["status"], second["attempts"]) == ("failed", 2)
+    assert (tmp_path / "twice.txt").read_text() == "ran\nran\n"
+    assert "[jobq] attempt 2 of 2" in jobq("logs", str(twice)).stdout
+    assert cli_status(jobq, killed)["error"]["message"] == "the command was killed by SIGKILL"
+
+
+def test_a_timeout_stops_the_whole_process_group(
+    jobq: Run, start_worker: Callable[..., Any], tmp_path: Path
+) -> None:
+    # The shell starts a background child and waits: both must go.
+    job_id = submit_command(jobq, "--cmd", "sleep 60 & echo $! > child.pid; wait", "--timeout", "1")
+    started = time.monotonic()
+    drain(start_worker)
+    assert time.monotonic() - started < 30
+    status = cli_status(jobq, job_id)
+    assert status["status"] == "failed"
+    assert "ran longer than its timeout of 1 s" in status["error"]["message"]
+    child = int((tmp_path / "child.pid").read_text())
+    wait_for(lambda: not pid_alive(child), timeout=10)
+
+
+def test_logs_follow_streams_until_the_job_ends(
+    jobq: Run, start_worker: Callable[..., Any], cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    job_id = submit_command(jobq, "--cmd", "for i in 1 2 3; do echo tick $i; sleep 0.4; done")
+    follower = subprocess.Popen(
+        [*JOBQ, "logs", str(job_id), "--follow"],
+        env=cli_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    start_worker("--procs", "1", app=None)
+    assert follower.stdout is not None
+    assert follower.stdout.readline() == "tick 1\n"  # before the job has ended
+    assert cli_status(jobq, job_id)["status"] == "running"
+    assert follower.wait(timeout=30) == 0
+    assert follower.stdout.read() == "tick 2\ntick 3\n"
+
+
+def test_output_past_the_limit_is_counted_not_kept_and_purge_removes_logs(
+    jobq: Run, start_worker: Callable[..., Any], database: str
+) -> None:
+    extra = 123_456
+    job_id = submit_command(jobq, "--cmd", f"head -c {LOG_LIMIT + extra} /dev/zero | tr '\\0' x")
+    drain(start_worker)
+    assert cli_status(jobq, job_id)["status"] == "succeeded"
+    log = Path(f"{database}.logs") / f"{job_id}.log"
+    text = log.read_text()
+    assert text.startswith("x" * 1000)
+    assert text.count("x") == LOG_LIMIT
+    assert text.endswith(f"[jobq] output past {LOG_LIMIT} bytes dropped: {extra}\n")
+
+    newer = submit_command(jobq, "--cmd", "true")  # purge always keeps the newest job
+    drain(start_worker)
+    assert jobq("purge", "--older-than", "0s").returncode == 0
+    assert not log.exists()
+    assert (Path(f"{database}.logs") / f"{newer}.log").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--cmd", ""], ["non-empty"]),
+        (["--cmd", "true", "--env", "1BAD=x"], ["--env", "1BAD=x"]),
+        (["--cmd", "true", "--env", "NOEQUALS"], ["--env", "NOEQUALS"]),
+        (["--cmd", "true", "--cwd", "/no/such/folder"], ["/no/such/folder", "does not exist"]),
+        (["some.task", "--cmd", "true"], ["either TASK", "--cmd"]),
+        (["--env", "A=b"], ["--cmd"]),
+        ([], ["TASK", "--cmd"]),
+    ],
+)
+def test_bad_commands_are_refused_before_anything_is_written(
+    jobq: Run, database: str, args: list[str], words: list[str]
+) -> None:
+    assert_refused(jobq("submit", *args), *words)
+    assert not Path(database).exists() or cli_status(jobq)["counts"]["queued"] == 0
+
+
+def test_a_worker_runs_no_command_from_a_database_others_can_write(
+    jobq: Run, start_worker: Callable[..., Any], database: str
+) -> None:
+    job_id = submit_command(jobq, "--cmd", "echo should not run")
+    assert os.stat(database).st_mode & 0o777 == 0o600  # jobq creates it private
+    os.chmod(database, 0o666)
+    drain(start_worker)
+    status = cli_status(jobq, job_id)
+    assert status["status"] == "failed"
+    assert "writable by other users" in status["error"]["message"]
+    assert "--allow-shell" in status["error"]["message"]
+    assert jobq("logs", str(job_id)).stdout == ""
+
+    retried = jobq("retry", str(job_id))
+    assert retried.returncode == 0
+    drain(start_worker, "--allow-shell")
+    assert cli_status(jobq, job_id)["status"] == "succeeded"
+    assert jobq("logs", str(job_id)).stdout == "should not run\n"
