@@ -25,9 +25,16 @@ def retry(ctx: click.Context, job_id: int, database: str | None) -> None:
 @db_option
 @click.pass_context
 def cancel(ctx: click.Context, job_id: int, database: str | None) -> None:
-    """Cancel a queued or scheduled job."""
-    open_store_of(ctx, database).cancel_job(job_id)
-    click.echo(f"job {job_id} cancelled")
+    """Cancel a waiting job, or stop a running one (it ends cancelled, never retried).
+
+    A running shell command's process group gets SIGTERM, then SIGKILL after the worker's
+    --cancel-grace; a Python task sees jobq.current_job().cancelled, and its process is
+    recycled if it runs on past the grace. Jobs waiting for this one (--after) are cancelled.
+    """
+    if open_store_of(ctx, database).cancel_job(job_id) == "cancelling":
+        click.echo(f"job {job_id} is running: its worker stops it")
+    else:
+        click.echo(f"job {job_id} cancelled")
 
 
 @click.command()

@@ -12,6 +12,7 @@ from jobq.shell import ENV_NAME
 
 from .common import (
     INTEGER64,
+    JOB_ID,
     app_option,
     db_option,
     emit_json,
@@ -53,6 +54,14 @@ from .common import (
     metavar="SECONDS",
     help="Fail an attempt that runs longer than this.",
 )
+@click.option(
+    "--after",
+    "after",
+    multiple=True,
+    type=JOB_ID,
+    metavar="JOB_ID",
+    help="Run only once this job has succeeded (repeatable); cancelled if it fails.",
+)
 @click.option("--wait", is_flag=True, help="Block until the job ends; print its result.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 @app_option
@@ -71,6 +80,7 @@ def submit(
     delay: float | None,
     max_attempts: int | None,
     timeout: float | None,
+    after: tuple[int, ...],
     wait: bool,
     as_json: bool,
     app_spec: str | None,
@@ -98,6 +108,7 @@ def submit(
             ("delay", delay),
             ("max_attempts", max_attempts),
             ("timeout", timeout),
+            ("after", after or None),
         )
         if value is not None
     }

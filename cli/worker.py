@@ -53,6 +53,14 @@ from .common import app_option, db_option, open_app
     help="Address space per worker process; a task over it gets MemoryError.",
 )
 @click.option(
+    "--cancel-grace",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="After jobq cancel: time a running job gets to stop before it is killed.",
+)
+@click.option(
     "--allow-shell",
     is_flag=True,
     help="Run shell-command jobs even from a database other users can write.",
@@ -69,6 +77,7 @@ def worker(
     lease: float,
     burst: bool,
     max_memory: int | None,
+    cancel_grace: float,
     allow_shell: bool,
     database: str | None,
 ) -> None:
@@ -91,5 +100,6 @@ def worker(
             lease=lease,
             memory_limit=max_memory,
             allow_shell=allow_shell,
+            cancel_grace=cancel_grace,
         )
     )

@@ -185,6 +185,7 @@ class JobQ:
                     max_attempts=options.max_attempts,
                     timeout=options.timeout,
                     run_at=run_at,
+                    after=options.after,
                 )
             )
         if not new_jobs:
@@ -209,6 +210,7 @@ class JobQ:
         lease: float = 20.0,
         memory_limit: int | None = None,
         allow_shell: bool = False,
+        cancel_grace: float = 10.0,
     ) -> int:
         """Run workers until stopped (or, with ``burst``, until no runnable job is left).
 
@@ -216,7 +218,8 @@ class JobQ:
         that keeps N worker processes. The other settings are the CLI's (`jobq worker
         --help`): ``threads`` per process (default ``WorkerSettings.threads``), ``grace`` and
         ``lease`` in seconds, ``memory_limit`` in MiB per process. Shell-command jobs run only
-        when no other user can write the database, or with ``allow_shell``.
+        when no other user can write the database, or with ``allow_shell``. ``cancel_grace``:
+        seconds a cancelled running job gets to stop before it is killed.
         Returns the exit code (0 on a clean stop).
         """
         from .worker import WorkerSettings, run
@@ -231,7 +234,9 @@ class JobQ:
             lease=lease,
             memory_limit=memory_limit,
             commands_only=set(self.tasks) == {SHELL_TASK},
+            cancel_grace=cancel_grace,
         )
+        self.shell.kill_grace = cancel_grace
         self.store.migrate()  # a bad database fails here, before any process starts
         allowed, why = shell_allowed(self.database)
         self.shell.refusal = None

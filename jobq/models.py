@@ -42,6 +42,7 @@ class NewJob:
     max_attempts: int = 3
     timeout: float | None = None
     run_at: float | None = None  # unix seconds; None means now
+    after: tuple[int, ...] = ()  # ids of jobs that must succeed first
 
 
 @dataclass(slots=True)

@@ -109,6 +109,7 @@ class ShellRunner:
     def __init__(self, app: JobQ) -> None:
         self.app = app
         self.refusal: str | None = None  # set by a worker that must not run commands
+        self.kill_grace = KILL_GRACE  # the worker's cancel_grace
 
     def __call__(
         self, command: str, cwd: str | None = None, env: dict[str, str] | None = None
@@ -190,7 +191,7 @@ class ShellRunner:
                     stop_reason = f"the command ran longer than its timeout of {job.timeout} s"
                 if stop_reason:
                     _signal_group(process.pid, signal.SIGTERM)
-                    kill_at = now + KILL_GRACE
+                    kill_at = now + self.kill_grace
             elif kill_at is not None and now >= kill_at:
                 _signal_group(process.pid, signal.SIGKILL)
                 kill_at = None

@@ -34,8 +34,20 @@ class TaskOptions:
     backoff: float = 1.0  # seconds before the first retry; doubles each attempt, jittered
     max_backoff: float = 3600.0
     delay: float | None = None  # seconds from now before the job may run
+    # Jobs (or their ids) that must succeed before this one runs; if one fails or is
+    # cancelled, this one is cancelled and never runs.
+    after: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.after, (str, bytes)) or not isinstance(self.after, Iterable):
+            raise ConfigurationError(f"after must be a list of jobs or job ids, not {self.after!r}")
+        ids = []
+        for item in self.after:
+            job_id = getattr(item, "id", item)  # a Job, or an id
+            if not isinstance(job_id, int) or isinstance(job_id, bool) or not 0 < job_id < 2**63:
+                raise ConfigurationError(f"after takes jobs or job ids, not {item!r}")
+            ids.append(job_id)
+        object.__setattr__(self, "after", tuple(dict.fromkeys(ids)))
         if not isinstance(self.queue, str) or not self.queue:
             raise ConfigurationError(f"queue must be a non-empty string, not {self.queue!r}")
         if (

@@ -37,7 +37,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def enqueue(self, jobs: Sequence[NewJob]) -> list[int]:
-        """Insert jobs in one transaction; return their ids in order."""
+        """Insert jobs in one transaction; return their ids in order.
+
+        A job with ``after`` ids starts ``deferred`` until they have all succeeded (``queued``
+        at once if they already have; ``cancelled`` at once if one failed or was cancelled).
+        An id that does not exist raises JobNotFoundError and nothing is inserted.
+        """
 
     # -- the worker's hot path ---------------------------------------------------------------
 
@@ -178,8 +183,14 @@ class Store(abc.ABC):
         """Queue a ``failed`` or ``cancelled`` job again with fresh attempts."""
 
     @abc.abstractmethod
-    def cancel_job(self, job_id: int) -> None:
-        """Cancel a ``queued`` or ``scheduled`` job."""
+    def cancel_job(self, job_id: int) -> str:
+        """Cancel a waiting job (``cancelled``), or ask a running job's worker to stop it
+        (``cancelling``: the worker records it cancelled). Returns which. Jobs that were
+        waiting for it (``--after``) are cancelled too."""
+
+    @abc.abstractmethod
+    def cancel_requests(self, worker_id: str) -> list[tuple[int, int]]:
+        """(job id, claim) of the jobs ``worker_id`` runs that ``cancel_job`` asked to stop."""
 
     @abc.abstractmethod
     def purge(self, statuses: Sequence[str], older_than: float) -> int:

@@ -31,6 +31,23 @@ _JOB_COLUMNS = (
     " timeout, run_at, created_at, started_at, finished_at, worker_id"
 )
 
+_INSERT = (
+    "INSERT INTO jobs (task, queue, status, priority, args, kwargs, max_attempts,"
+    " timeout, run_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+_GAVE_UP = ("failed", "cancelled")  # a job waiting for one of these never runs
+
+_CANCELLED_RUNNING = json.dumps(
+    {"type": "Cancelled", "message": "cancelled while running (jobq cancel)", "traceback": None}
+)
+
+
+def _dependency_error(after_id: int, status: str) -> str:
+    message = f"job {after_id}, which this job waited for, {status}"
+    return json.dumps({"type": "DependencyFailed", "message": message, "traceback": None})
+
+
 # The jobs_finished index's condition, written out whole so that SQLite can use the index.
 _FINISHED = "status IN ('succeeded', 'failed', 'cancelled')"
 
@@ -87,15 +104,22 @@ RETURNING id, task, queue, args, kwargs, attempts, max_attempts, timeout, priori
 """
 
 # Fenced: an outcome applies only while its job is still running, held by this worker, under
-# this claim. A whole batch is one statement; RETURNING names the jobs it changed.
+# this claim. A whole batch is one statement; RETURNING names the jobs it changed. A job asked
+# to cancel that would go back to waiting (a retry, a refund) ends cancelled instead.
 _COMPLETE = """
 WITH outcome(id, worker, claim, status, result, error, finished_at, run_at, refund) AS (
     VALUES {values}
 )
-UPDATE jobs SET status = outcome.status,
+UPDATE jobs SET status = CASE WHEN jobs.cancel_requested IS NOT NULL
+        AND outcome.status NOT IN ('succeeded', 'failed', 'cancelled')
+        THEN 'cancelled' ELSE outcome.status END,
     result = outcome.result,
-    error = CASE WHEN outcome.refund THEN jobs.error ELSE outcome.error END,
-    finished_at = outcome.finished_at,
+    error = CASE WHEN jobs.cancel_requested IS NOT NULL
+        AND outcome.status NOT IN ('succeeded', 'failed', 'cancelled') THEN ?
+        WHEN outcome.refund THEN jobs.error ELSE outcome.error END,
+    finished_at = CASE WHEN jobs.cancel_requested IS NOT NULL
+        AND outcome.status NOT IN ('succeeded', 'failed', 'cancelled') THEN ?
+        ELSE outcome.finished_at END,
     run_at = COALESCE(outcome.run_at, jobs.run_at),
     attempts = MAX(jobs.attempts - outcome.refund, 0),
     worker_id = CASE WHEN outcome.status IN ('succeeded', 'failed', 'cancelled')
@@ -103,7 +127,7 @@ UPDATE jobs SET status = outcome.status,
 FROM outcome
 WHERE jobs.id = outcome.id AND jobs.status = 'running' AND jobs.worker_id = outcome.worker
     AND jobs.claims = outcome.claim
-RETURNING jobs.id
+RETURNING jobs.id, jobs.status
 """
 _COMPLETE_CHUNK = 500  # outcomes per statement: 9 parameters each, far below SQLite's limit
 
@@ -137,17 +161,60 @@ class SQLiteStore(SQLiteConnections, Store):
                     now,
                 )
             )
-        sql = (
-            "INSERT INTO jobs (task, queue, status, priority, args, kwargs, max_attempts,"
-            " timeout, run_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
-        )
         with self._write() as connection:
+            if any(job.after for job in jobs):
+                return self._enqueue_after(connection, jobs, rows, now)
             if len(rows) == 1:
-                return [connection.execute(sql, rows[0]).fetchone()[0]]
+                return [connection.execute(_INSERT + " RETURNING id", rows[0]).fetchone()[0]]
             # executemany cannot return ids; ids are assigned in order inside one transaction.
-            connection.executemany(sql.removesuffix(" RETURNING id"), rows)
+            connection.executemany(_INSERT, rows)
             last = connection.execute("SELECT last_insert_rowid()").fetchone()[0]
         return list(range(last - len(rows) + 1, last + 1))
+
+    def _enqueue_after(
+        self,
+        connection: sqlite3.Connection,
+        jobs: Sequence[NewJob],
+        rows: list[tuple[Any, ...]],
+        now: float,
+    ) -> list[int]:
+        """Insert jobs some of which wait for others (``after``): deferred, or settled now."""
+        wanted = sorted({job_id for job in jobs for job_id in job.after})
+        statuses: dict[int, str] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            found = connection.execute(f"SELECT id, status FROM jobs WHERE id IN ({marks})", chunk)
+            statuses.update(found.fetchall())
+        missing = [job_id for job_id in wanted if job_id not in statuses]
+        if missing:
+            raise JobNotFoundError(
+                f"no job with id {missing[0]} to wait for (after); nothing was submitted"
+            )
+        ids = []
+        for job, row in zip(jobs, rows, strict=True):
+            ended = [(job_id, statuses[job_id]) for job_id in job.after]
+            failed = [(job_id, status) for job_id, status in ended if status in _GAVE_UP]
+            waiting = [job_id for job_id, status in ended if status != "succeeded"]
+            values = list(row)
+            if failed:
+                values[2] = "cancelled"
+            elif waiting:
+                values[2] = "deferred"
+            job_id = connection.execute(_INSERT + " RETURNING id", values).fetchone()[0]
+            ids.append(job_id)
+            if failed:
+                after_id, status = failed[0]
+                connection.execute(
+                    "UPDATE jobs SET finished_at = ?, error = ? WHERE id = ?",
+                    (now, _dependency_error(after_id, status), job_id),
+                )
+            elif waiting:
+                connection.executemany(
+                    "INSERT OR IGNORE INTO job_dependencies (after_id, job_id) VALUES (?, ?)",
+                    [(after_id, job_id) for after_id in waiting],
+                )
+        return ids
 
     # -- the worker's hot path -------------------------------------------------------------
 
@@ -221,6 +288,7 @@ class SQLiteStore(SQLiteConnections, Store):
 
     def _complete(self, connection: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[bool]:
         applied = [False] * len(outcomes)
+        ended: dict[int, str] = {}  # jobs this batch finished: those waiting for them settle
         pending = list(range(len(outcomes)))
         while pending:
             # One outcome per job per statement (an UPDATE ... FROM applies one of several
@@ -248,12 +316,58 @@ class SQLiteStore(SQLiteConnections, Store):
                     1 if outcome.refund else 0,
                 )
             values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
-            rows = connection.execute(_COMPLETE.format(values=values), parameters).fetchall()
-            for (job_id,) in rows:
+            sql = _COMPLETE.format(values=values)
+            parameters += (_CANCELLED_RUNNING, time.time())  # the two ? after the VALUES
+            rows = connection.execute(sql, parameters).fetchall()
+            for job_id, status in rows:
                 applied[chunk[job_id]] = True
+                if status in TERMINAL:
+                    ended[job_id] = status
             fault("mid_complete")
             pending = later
+        if ended:
+            self._settle(connection, ended)
         return applied
+
+    def _settle(self, connection: sqlite3.Connection, ended: dict[int, str]) -> None:
+        """Jobs waiting for ``ended`` (id -> terminal status): release those whose every
+        dependency has now succeeded; cancel those whose dependency failed or was cancelled,
+        and so on down the chain."""
+        now = time.time()
+        while ended:
+            ids = list(ended)
+            edges: list[tuple[int, int]] = []
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                edges += connection.execute(
+                    f"SELECT after_id, job_id FROM job_dependencies WHERE after_id IN ({marks})",
+                    chunk,
+                ).fetchall()
+            cancelled: dict[int, str] = {}
+            for after_id, job_id in edges:
+                status = ended[after_id]
+                if status == "succeeded":
+                    connection.execute(
+                        "DELETE FROM job_dependencies WHERE after_id = ? AND job_id = ?",
+                        (after_id, job_id),
+                    )
+                    connection.execute(
+                        "UPDATE jobs SET status = CASE WHEN run_at > ? THEN 'scheduled'"
+                        " ELSE 'queued' END WHERE id = ? AND status = 'deferred' AND NOT EXISTS"
+                        " (SELECT 1 FROM job_dependencies WHERE job_id = ?)",
+                        (now, job_id, job_id),
+                    )
+                    continue
+                connection.execute("DELETE FROM job_dependencies WHERE job_id = ?", (job_id,))
+                changed = connection.execute(
+                    "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = ?"
+                    " WHERE id = ? AND status = 'deferred'",
+                    (now, _dependency_error(after_id, status), job_id),
+                ).rowcount
+                if changed:
+                    cancelled[job_id] = "cancelled"
+            ended = cancelled
 
     def changed(self) -> bool:
         connection = self._connection()
@@ -338,6 +452,16 @@ class SQLiteStore(SQLiteConnections, Store):
     def _release(
         self, connection: sqlite3.Connection, worker_id: str, reason: str, refund: bool
     ) -> int:
+        now = time.time()
+        # A job someone asked to cancel ends cancelled, whatever became of its worker.
+        cancelled = connection.execute(
+            "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = ?"
+            " WHERE status = 'running' AND worker_id = ? AND cancel_requested IS NOT NULL"
+            " RETURNING id",
+            (now, _CANCELLED_RUNNING, worker_id),
+        ).fetchall()
+        if cancelled:
+            self._settle(connection, {row[0]: "cancelled" for row in cancelled})
         if refund:
             cursor = connection.execute(
                 "UPDATE jobs SET status = 'queued', attempts = MAX(attempts - 1, 0),"
@@ -345,20 +469,22 @@ class SQLiteStore(SQLiteConnections, Store):
                 " WHERE status = 'running' AND worker_id = ?",
                 (worker_id,),
             )
-            return cursor.rowcount
-        now = time.time()
+            return cursor.rowcount + len(cancelled)
         error = json.dumps({"type": "WorkerLost", "message": reason, "traceback": None})
         failed = connection.execute(
             "UPDATE jobs SET status = 'failed', error = ?, finished_at = ?"
-            " WHERE status = 'running' AND worker_id = ? AND attempts >= max_attempts",
+            " WHERE status = 'running' AND worker_id = ? AND attempts >= max_attempts"
+            " RETURNING id",
             (error, now, worker_id),
-        ).rowcount
+        ).fetchall()
+        if failed:
+            self._settle(connection, {row[0]: "failed" for row in failed})
         queued = connection.execute(
             "UPDATE jobs SET status = 'queued', error = ?, worker_id = NULL, run_at = ?"
             " WHERE status = 'running' AND worker_id = ?",
             (error, now, worker_id),
         ).rowcount
-        return failed + queued
+        return len(cancelled) + len(failed) + queued
 
     def release_worker(self, worker_id: str, *, reason: str, refund: bool) -> int:
         with self._write() as connection:
@@ -369,14 +495,25 @@ class SQLiteStore(SQLiteConnections, Store):
     def release_jobs(self, worker_id: str, claims: Sequence[tuple[int, int]]) -> int:
         if not claims:
             return 0
+        fenced = [(job_id, claim, worker_id) for job_id, claim in claims]
         with self._write() as connection:
+            cancelled = []
+            for job_id, claim, worker in fenced:
+                cancelled += connection.execute(
+                    "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = ?"
+                    " WHERE id = ? AND claims = ? AND status = 'running' AND worker_id = ?"
+                    " AND cancel_requested IS NOT NULL RETURNING id",
+                    (time.time(), _CANCELLED_RUNNING, job_id, claim, worker),
+                ).fetchall()
+            if cancelled:
+                self._settle(connection, {row[0]: "cancelled" for row in cancelled})
             cursor = connection.executemany(
                 "UPDATE jobs SET status = 'queued', attempts = MAX(attempts - 1, 0),"
                 " worker_id = NULL, started_at = NULL"
                 " WHERE id = ? AND claims = ? AND status = 'running' AND worker_id = ?",
-                [(job_id, claim, worker_id) for job_id, claim in claims],
+                fenced,
             )
-        return cursor.rowcount
+        return cursor.rowcount + len(cancelled)
 
     def reap(self, lease: float, host: str | None = None) -> list[str]:
         now = time.time()
@@ -521,16 +658,41 @@ class SQLiteStore(SQLiteConnections, Store):
             ("failed", "cancelled"),
             "retried",
             "UPDATE jobs SET status = 'queued', attempts = 0, run_at = ?, result = NULL,"
-            " started_at = NULL, finished_at = NULL, worker_id = NULL WHERE id = ?",
+            " started_at = NULL, finished_at = NULL, worker_id = NULL,"
+            " cancel_requested = NULL WHERE id = ?",
         )
 
-    def cancel_job(self, job_id: int) -> None:
-        self._transition(
-            job_id,
-            ("queued", "scheduled"),
-            "cancelled",
-            "UPDATE jobs SET status = 'cancelled', finished_at = ? WHERE id = ?",
+    def cancel_job(self, job_id: int) -> str:
+        with self._write() as connection:
+            row = connection.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFoundError(f"no job with id {job_id}")
+            status = row[0]
+            if status == "running":
+                connection.execute(
+                    "UPDATE jobs SET cancel_requested = COALESCE(cancel_requested, ?) WHERE id = ?",
+                    (time.time(), job_id),
+                )
+                return "cancelling"
+            if status in TERMINAL:
+                raise InvalidStateError(
+                    f"job {job_id} is {status}; only waiting or running jobs can be cancelled"
+                )
+            connection.execute(
+                "UPDATE jobs SET status = 'cancelled', finished_at = ? WHERE id = ?",
+                (time.time(), job_id),
+            )
+            connection.execute("DELETE FROM job_dependencies WHERE job_id = ?", (job_id,))
+            self._settle(connection, {job_id: "cancelled"})
+            return "cancelled"
+
+    def cancel_requests(self, worker_id: str) -> list[tuple[int, int]]:
+        rows = self._read(
+            "SELECT id, claims FROM jobs INDEXED BY jobs_running WHERE worker_id = ?"
+            " AND status = 'running' AND cancel_requested IS NOT NULL",
+            (worker_id,),
         )
+        return [(row[0], row[1]) for row in rows]
 
     def _transition(self, job_id: int, allowed: tuple[str, str], verb: str, sql: str) -> None:
         """An operator's change of one job, allowed only from ``allowed`` statuses; ``sql``

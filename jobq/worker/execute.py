@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 import traceback
 from collections.abc import Mapping
@@ -67,7 +68,18 @@ def _retry_at(job: ClaimedJob, task: Task | None, delay: float | None) -> float:
     return time.time() + max(delay, 0.0)
 
 
-def execute(tasks: Mapping[str, Task], job: ClaimedJob, worker_id: str) -> Outcome:
+def cancelled_outcome(job: ClaimedJob, worker_id: str) -> Outcome:
+    """A job stopped by ``jobq cancel``: it ends cancelled, never retried."""
+    error = error_json("Cancelled", "cancelled while running (jobq cancel)")
+    return Outcome(job.id, worker_id, job.claim, "cancelled", error=error, finished_at=time.time())
+
+
+def execute(
+    tasks: Mapping[str, Task],
+    job: ClaimedJob,
+    worker_id: str,
+    cancel: threading.Event | None = None,
+) -> Outcome:
     """Run ``job`` in this thread. Never raises: every end is an Outcome.
 
     Errors that cannot get better on retry (unknown task, arguments that do not fit, a result
@@ -84,17 +96,24 @@ def execute(tasks: Mapping[str, Task], job: ClaimedJob, worker_id: str) -> Outco
     except Exception as error:  # noqa: BLE001 - e.g. a type hint pydantic cannot check
         message = f"cannot check the arguments of {job.task}: {describe_error(error)}"
         return failure(job, worker_id, error_json("ArgumentError", message), retry_at=None)
-    set_current_job(
-        JobContext(
-            job.id, job.task, job.queue, job.attempts, job.max_attempts, worker_id, job.timeout
-        )
+    context = JobContext(
+        job.id, job.task, job.queue, job.attempts, job.max_attempts, worker_id, job.timeout
     )
+    if cancel is not None:
+        context.cancel = cancel
+    set_current_job(context)
     try:
         value = task.func(*args, **kwargs)
+        if context.cancelled:
+            return cancelled_outcome(job, worker_id)
     except Retry as retry:
+        if context.cancelled:
+            return cancelled_outcome(job, worker_id)
         retry_error = error_json("Retry", describe_error(retry))
         return failure(job, worker_id, retry_error, retry_at=_retry_at(job, task, retry.delay))
     except BaseException as error:  # noqa: BLE001 - a task's SystemExit is its failure too
+        if context.cancelled:
+            return cancelled_outcome(job, worker_id)
         # A command's exit code says it all; jobq's own frames would only hide it.
         trace = None if isinstance(error, CommandError) else traceback.format_exc()
         outcome = failure(

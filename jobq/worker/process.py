@@ -23,11 +23,20 @@ from ..shell import SHELL_TASK
 from ..store import Store, open_store
 from ..tasks import Task
 from .completer import Completer, Refill
-from .execute import describe_error, error_json, execute, failure, timeout_outcome
+from .execute import (
+    cancelled_outcome,
+    describe_error,
+    error_json,
+    execute,
+    failure,
+    timeout_outcome,
+)
 from .patience import HOST, patiently, reap_dead
 from .settings import EXIT_CRASHED, EXIT_OK, EXIT_RECYCLE, WorkerSettings
 
 log = logging.getLogger("jobq.worker")
+
+CANCEL_CHECK = 0.2  # seconds between looks for cancel requests while jobs run
 
 
 class WorkerProcess:
@@ -65,10 +74,12 @@ class WorkerProcess:
         self.inbox: queue.SimpleQueue[ClaimedJob | None] = queue.SimpleQueue()
         self.slots = threading.Semaphore(settings.threads)
         self.lock = threading.Lock()
-        # (job id, attempt) -> (job, monotonic deadline or None); guarded by self.lock
-        self.active: dict[tuple[int, int], tuple[ClaimedJob, float | None]] = {}
+        # (job id, claim) -> (job, monotonic deadline or None, its cancel flag); self.lock
+        self.active: dict[tuple[int, int], tuple[ClaimedJob, float | None, threading.Event]] = {}
+        self.next_cancel_check = 0.0
         self.abandoned: set[tuple[int, int]] = set()
         self.in_flight = 0  # jobs claimed and not yet handed to the completer
+        self.handed_over = 0  # jobs ever handed to the executors (burst: did a flush claim?)
         self.stopping = threading.Event()  # stop claiming
         self.finished = threading.Event()  # everything is over; background threads end
         self.stop_requests = 0
@@ -146,6 +157,7 @@ class WorkerProcess:
         deadline: float | None = None
         forced = False
         while True:
+            self._check_cancellations()
             self._check_timeouts()
             if self.stopping.is_set():
                 if deadline is None:
@@ -297,6 +309,7 @@ class WorkerProcess:
             stopping = self.stopping.is_set()
             if not stopping:
                 self.in_flight += len(jobs)
+                self.handed_over += len(jobs)
                 for job in jobs:
                     self.inbox.put(job)
         if stopping:
@@ -318,9 +331,12 @@ class WorkerProcess:
         with self.lock:
             if self.in_flight:
                 return False
+            handed_over = self.handed_over
         self.completer.flush()
-        with self.lock:  # the flush may have refilled slots with new jobs
-            if self.in_flight:
+        with self.lock:
+            # The flush may have refilled slots: those jobs may even have run already, their
+            # outcomes (which may release jobs waiting for them) not yet recorded.
+            if self.in_flight or self.handed_over != handed_over:
                 return False
         settings = self.settings
         runnable = self.store.runnable_count(settings.queues, commands_only=settings.commands_only)
@@ -384,11 +400,12 @@ class WorkerProcess:
             if job.timeout and job.task != SHELL_TASK:  # a command is stopped by its runner
                 deadline = time.monotonic() + job.timeout
             key = (job.id, job.claim)
+            cancel = threading.Event()
             with self.lock:
-                self.active[key] = (job, deadline)
+                self.active[key] = (job, deadline, cancel)
             fault("before_task")
             try:
-                outcome = execute(self.tasks, job, self.worker_id)
+                outcome = execute(self.tasks, job, self.worker_id, cancel)
             except BaseException as error:  # noqa: BLE001 - a bug in jobq, not in the task
                 # Never let an executor die holding a slot and a running job.
                 log.exception("executing job %s failed inside jobq", job.id)
@@ -413,24 +430,58 @@ class WorkerProcess:
 
     # -- watchdogs -------------------------------------------------------------------------
 
+    def _check_cancellations(self) -> None:
+        """Every CANCEL_CHECK seconds while jobs run: flag those ``jobq cancel`` asked to stop.
+
+        A shell command is stopped by its runner (SIGTERM, then SIGKILL after the grace). A
+        Python task sees ``current_job().cancelled``; if it has not returned after the grace,
+        it is stopped like a timed-out one (its process is recycled).
+        """
+        now = time.monotonic()
+        if now < self.next_cancel_check or not self.active:
+            return
+        self.next_cancel_check = now + CANCEL_CHECK
+        assert self.store is not None
+        try:
+            requested = set(self.store.cancel_requests(self.worker_id))
+        except DatabaseError as error:
+            log.warning("could not look for cancelled jobs: %s", error)
+            return
+        with self.lock:
+            for key in requested & set(self.active):
+                job, deadline, cancel = self.active[key]
+                if cancel.is_set():
+                    continue
+                cancel.set()
+                log.info("job %s: cancel requested; stopping it", job.id)
+                if job.task != SHELL_TASK:
+                    limit = now + self.settings.cancel_grace
+                    self.active[key] = (job, min(deadline or limit, limit), cancel)
+
     def _check_timeouts(self) -> None:
         now = time.monotonic()
         with self.lock:
             expired = [
-                job
-                for job, deadline in self.active.values()
+                (job, cancel.is_set())
+                for job, deadline, cancel in self.active.values()
                 if deadline is not None and deadline <= now
             ]
             if not expired:
                 return
-            for job in expired:
+            for job, _ in expired:
                 del self.active[(job.id, job.claim)]
                 self.abandoned.add((job.id, job.claim))
                 self.in_flight -= 1
         assert self.store is not None and self.completer is not None
-        for job in expired:
-            log.warning("job %s ran past its timeout of %s s", job.id, job.timeout)
-            outcome = timeout_outcome(job, self.worker_id, self.tasks.get(job.task))
+        for job, cancelled in expired:
+            if cancelled:
+                log.warning(
+                    "job %s ignored its cancel for %s s", job.id, self.settings.cancel_grace
+                )
+                outcome = cancelled_outcome(job, self.worker_id)
+            else:
+                log.warning("job %s ran past its timeout of %s s", job.id, job.timeout)
+                outcome = timeout_outcome(job, self.worker_id, self.tasks.get(job.task))
             self.completer.submit(outcome, job)
         if not self.child:
             for _ in expired:
@@ -443,7 +494,10 @@ class WorkerProcess:
         self.store.release_worker(
             self.worker_id, reason="worker recycled after another job's timeout", refund=True
         )
-        log.warning("worker %s recycles its process after a job timeout", self.worker_id)
+        log.warning(
+            "worker %s recycles its process after a job timeout or an ignored cancel",
+            self.worker_id,
+        )
         if self.before_exit is not None:
             self.before_exit()
         os._exit(EXIT_RECYCLE)

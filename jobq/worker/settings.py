@@ -32,6 +32,10 @@ class WorkerSettings:
     # Claim shell-command jobs only: a worker whose app has no tasks of its own (jobq worker
     # without --app) must not take, and fail, jobs of tasks it cannot know.
     commands_only: bool = False
+    # After `jobq cancel` of a running job: how long a shell command gets between SIGTERM and
+    # SIGKILL, and a Python task to notice current_job().cancelled before its process is
+    # recycled.
+    cancel_grace: float = 10.0
 
     def __post_init__(self) -> None:
         if self.procs < 0:

@@ -221,8 +221,6 @@ def test_cancel_and_retry(store: Store) -> None:
     store.cancel_job(scheduled)
     assert store.get_job(queued).status == "cancelled"
     store.claim(worker, None, 1)
-    with pytest.raises(InvalidStateError, match="running"):
-        store.cancel_job(running)
     with pytest.raises(InvalidStateError):
         store.retry_job(running)
     store.retry_job(queued)
@@ -333,3 +331,81 @@ def test_a_commands_only_claim_takes_shell_commands_and_nothing_else(store: Stor
     assert store.get_job(task_job).status == "queued"
     assert store.get_job(later).status == "scheduled"
     assert store.runnable_count(None, commands_only=True) == 0
+
+
+def test_a_job_after_others_is_deferred_until_every_one_has_succeeded(store: Store) -> None:
+    worker = register(store)
+    first, second = store.enqueue([new(), new()])
+    [waiting] = store.enqueue([new(after=(first, second))])
+    assert store.get_job(waiting).status == "deferred"
+    assert store.counts()["counts"]["deferred"] == 1
+    assert [job.id for job in store.claim(worker, None, 10)] == [first, second]
+    store.complete([done(first, worker)])
+    assert store.get_job(waiting).status == "deferred"  # second has not succeeded yet
+    store.complete([done(second, worker)])
+    assert store.get_job(waiting).status == "queued"
+    assert [job.id for job in store.claim(worker, None, 10)] == [waiting]
+
+
+def test_a_failed_dependency_cancels_the_whole_chain_naming_it(store: Store) -> None:
+    worker = register(store)
+    [root] = store.enqueue([new()])
+    [child] = store.enqueue([new(after=(root,))])
+    [grandchild] = store.enqueue([new(after=(child,))])
+    store.claim(worker, None, 1)
+    store.complete([done(root, worker, status="failed", error="{}")])
+    for job_id, cause in ((child, root), (grandchild, child)):
+        record = store.get_job(job_id)
+        assert record.status == "cancelled" and record.attempts == 0
+        assert record.error is not None and record.error["type"] == "DependencyFailed"
+        assert f"job {cause}" in record.error["message"]
+    assert store.claim(worker, None, 10) == []
+
+
+def test_cancelling_a_waited_for_job_cancels_its_dependents(store: Store) -> None:
+    [root] = store.enqueue([new()])
+    [child] = store.enqueue([new(after=(root,))])
+    assert store.cancel_job(root) == "cancelled"
+    assert store.get_job(child).status == "cancelled"
+
+
+def test_after_finished_jobs_settles_at_submit_and_unknown_ids_write_nothing(
+    store: Store,
+) -> None:
+    worker = register(store)
+    ok, bad = store.enqueue([new(), new()])
+    store.claim(worker, None, 2)
+    store.complete([done(ok, worker), done(bad, worker, status="failed", error="{}")])
+    [runs, never] = store.enqueue([new(after=(ok,)), new(after=(ok, bad))])
+    assert store.get_job(runs).status == "queued"
+    assert store.get_job(never).status == "cancelled"
+    before = store.counts()["counts"]
+    with pytest.raises(JobNotFoundError, match="no job with id 999"):
+        store.enqueue([new(), new(after=(ok, 999))])
+    assert store.counts()["counts"] == before
+
+
+def test_cancel_of_a_running_job_asks_its_worker_and_it_never_goes_back(store: Store) -> None:
+    worker = register(store)
+    retried, released, finished = store.enqueue([new(), new(), new()])
+    claims = {job.id: job.claim for job in store.claim(worker, None, 3)}
+    [child] = store.enqueue([new(after=(released,))])
+    assert [store.cancel_job(job_id) for job_id in (retried, released, finished)] == [
+        "cancelling"
+    ] * 3
+    assert sorted(store.cancel_requests(worker)) == sorted(claims.items())
+    assert store.get_job(retried).status == "running"  # until its worker says so
+    # A retry that raced with the cancel ends cancelled; a finished job keeps its outcome.
+    retry = done(retried, worker, claims[retried], status="scheduled", error="{}")
+    retry.run_at = time.time()
+    assert store.complete([retry, done(finished, worker, claims[finished])]) == [True, True]
+    assert store.get_job(retried).status == "cancelled"
+    assert store.get_job(finished).status == "succeeded"
+    # A worker that goes away does not hand a cancelled job back to the queue.
+    store.release_worker(worker, reason="stopped", refund=True)
+    record = store.get_job(released)
+    assert record.status == "cancelled" and record.error is not None
+    assert record.error["type"] == "Cancelled"
+    assert store.get_job(child).status == "cancelled"
+    with pytest.raises(InvalidStateError, match="only waiting or running"):
+        store.cancel_job(finished)

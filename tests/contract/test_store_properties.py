@@ -60,6 +60,7 @@ LEGAL = {
     (R, FAILED),
     (R, S),
     (R, Q),  # complete, release_worker, release_jobs, reap
+    (R, CANCELLED),  # cancel_job while running, then its outcome or release
     (FAILED, Q),
     (CANCELLED, Q),  # retry_job
 }  # nothing leaves succeeded
@@ -86,6 +87,7 @@ class ModelJob:
     holder: str | None = None  # the worker holding it while running
     claim: int = 0  # the job's claim counter: never reset
     claims: list[tuple[str, int]] = field(default_factory=list)  # every (worker, claim)
+    cancel_requested: bool = False  # cancel_job while running: it ends cancelled
 
 
 class StoreMachine(RuleBasedStateMachine):
@@ -122,6 +124,8 @@ class StoreMachine(RuleBasedStateMachine):
     def apply_outcome(self, outcome: Outcome) -> None:
         job = self.jobs[outcome.job_id]
         job.status = outcome.status
+        if job.cancel_requested and outcome.status in (Q, S):
+            job.status = CANCELLED  # asked to cancel: it does not go back to waiting
         if outcome.refund:
             job.attempts = max(job.attempts - 1, 0)
         if outcome.status in (Q, S):
@@ -133,7 +137,9 @@ class StoreMachine(RuleBasedStateMachine):
         jobs = self.held(worker)
         for job in jobs:
             job.holder = None
-            if refund:
+            if job.cancel_requested:
+                job.status = CANCELLED
+            elif refund:
                 job.status, job.attempts, job.due = Q, max(job.attempts - 1, 0), True
             elif job.attempts >= job.max_attempts:
                 job.status = FAILED
@@ -306,6 +312,9 @@ class StoreMachine(RuleBasedStateMachine):
             and self.jobs[job_id].claim == claim
         ]
         for job in handed_back:
+            if job.cancel_requested:
+                job.status, job.holder = CANCELLED, None
+                continue
             job.status, job.holder, job.attempts, job.due = Q, None, max(job.attempts - 1, 0), True
         assert worker is not None
         assert self.store.release_jobs(worker, pairs) == len(handed_back)
@@ -328,7 +337,8 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), operation=st.sampled_from(["cancel", "retry"]))
     def cancel_or_retry(self, data: st.DataObject, operation: str) -> None:
-        """cancel: only from queued/scheduled; retry: only from failed/cancelled."""
+        """cancel: a waiting job at once, a running one when its worker stops it; retry: only
+        from failed/cancelled."""
         job_id = data.draw(st.sampled_from(sorted(self.jobs) + [10**9]), label="job")
         job = self.jobs.get(job_id)
         call = self.store.cancel_job if operation == "cancel" else self.store.retry_job
@@ -336,11 +346,16 @@ class StoreMachine(RuleBasedStateMachine):
             with pytest.raises(JobNotFoundError):
                 call(job_id)
         elif operation == "cancel" and job.status in (Q, S):
-            call(job_id)
+            assert call(job_id) == "cancelled"
             job.status = CANCELLED
+        elif operation == "cancel" and job.status == R:
+            assert call(job_id) == "cancelling"
+            job.cancel_requested = True
+            assert (job_id, job.claim) in self.store.cancel_requests(job.holder or "")
         elif operation == "retry" and job.status in (FAILED, CANCELLED):
             call(job_id)  # fresh attempts: the counter starts again from 0
             job.status, job.attempts, job.holder, job.due = Q, 0, None, True
+            job.cancel_requested = False
         else:
             with pytest.raises(InvalidStateError):
                 call(job_id)

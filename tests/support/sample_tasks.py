@@ -127,3 +127,17 @@ def exit_zero() -> None:
     """Ends its own process with exit code 0, as some C libraries do."""
     _mark("exit-zero")
     os._exit(0)
+
+
+@app.task(max_attempts=3)
+def patient(seconds: float) -> str:
+    """Works in small steps and stops early once its job is cancelled."""
+    _mark("start-patient")
+    job = current_job()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if job is not None and job.cancelled:
+            _mark("noticed-cancel")
+            return "stopped early"
+        time.sleep(0.02)
+    return "ran to the end"
