@@ -51,9 +51,7 @@ def test_a_chain_runs_in_order_and_a_failure_cancels_what_waits_for_it(
         )
 
 
-def test_after_an_unknown_job_is_refused_and_nothing_is_written(
-    jobq: Run, database: str
-) -> None:
+def test_after_an_unknown_job_is_refused_and_nothing_is_written(jobq: Run, database: str) -> None:
     real = submit(jobq, "--cmd", "true")
     assert_refused(jobq("submit", "--cmd", "true", "--after", str(real), "--after", "4242"), "4242")
     assert_refused(jobq("submit", "--cmd", "true", "--after", "zero"), "--after")
