@@ -8,7 +8,7 @@ import click
 
 import jobq
 
-from . import check, demo, logs, manage, show, submit, worker
+from . import check, demo, logs, manage, show, submit, wait, worker
 from .common import JobQGroup, global_db_option
 
 
@@ -40,6 +40,7 @@ for command in (
     show.status,
     show.list_jobs,
     logs.logs,
+    wait.wait,
     manage.retry,
     manage.cancel,
     manage.purge,

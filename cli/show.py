@@ -13,6 +13,7 @@ import click
 from jobq.models import STATUSES, JobRecord
 
 from .common import JOB_ID, db_option, emit_json, open_store_of
+from .watch import counts_table, label, table
 
 
 def _when(timestamp: float | None) -> str:
@@ -61,13 +62,35 @@ def _print_job(console: Any, record: JobRecord) -> None:
 @click.command()
 @click.argument("job_id", type=JOB_ID, required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
+@click.option("--watch", is_flag=True, help="Refresh live: counts, throughput, running jobs.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --watch: time between refreshes.",
+)
 @db_option
 @click.pass_context
-def status(ctx: click.Context, job_id: int | None, as_json: bool, database: str | None) -> None:
+def status(
+    ctx: click.Context,
+    job_id: int | None,
+    as_json: bool,
+    watch: bool,
+    interval: float,
+    database: str | None,
+) -> None:
     """Counts per status and queue, and live workers; or one job with JOB_ID."""
+    if watch and (job_id is not None or as_json):
+        raise click.UsageError("--watch shows the whole queue: no JOB_ID, no --json")
     store = open_store_of(ctx, database)
+    if watch:
+        from .watch import watch as watch_live
+
+        watch_live(store, interval)
+        return
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(soft_wrap=True)
     if job_id is not None:
@@ -83,18 +106,11 @@ def status(ctx: click.Context, job_id: int | None, as_json: bool, database: str 
     if as_json:
         emit_json(summary)
         return
-    table = Table(title="jobs", title_justify="left")
-    table.add_column("queue")
-    for name in STATUSES:
-        table.add_column(name, justify="right")
-    for queue, counts in summary["queues"].items():
-        table.add_row(queue, *(str(counts[name]) for name in STATUSES))
-    table.add_row("[b]all[/b]", *(f"[b]{summary['counts'][name]}[/b]" for name in STATUSES))
-    console.print(table)
+    console.print(counts_table(summary))
     if not workers:
         console.print("no live workers")
         return
-    listing = Table(title="workers", title_justify="left")
+    listing = table("workers")
     for column in ("id", "pid", "host", "threads", "running", "started", "heartbeat"):
         listing.add_column(column)
     for worker in workers:
@@ -134,20 +150,19 @@ def list_jobs(
         emit_json([record.model_dump() for record in records])
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table()
-    for column in ("id", "task", "queue", "status", "attempts", "created", "error"):
-        table.add_column(column, overflow="fold")
+    listing = table(f"jobs, newest first ({len(records)} shown)")
+    for column in ("id", "job", "queue", "status", "attempts", "created", "error"):
+        listing.add_column(column, overflow="fold")
     for record in records:
         error = record.error or {}
-        table.add_row(
+        listing.add_row(
             str(record.id),
-            record.task,
+            label(record),
             record.queue,
             record.status,
             f"{record.attempts}/{record.max_attempts}",
             _when(record.created_at),
             f"{error.get('type')}: {error.get('message')}" if error else "",
         )
-    Console(soft_wrap=True).print(table)
+    Console(soft_wrap=True).print(listing)

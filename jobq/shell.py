@@ -112,7 +112,7 @@ class ShellRunner:
         self.kill_grace = KILL_GRACE  # the worker's cancel_grace
 
     def __call__(
-        self, command: str, cwd: str | None = None, env: dict[str, str] | None = None
+        self, *, command: str, cwd: str | None = None, env: dict[str, str] | None = None
     ) -> dict[str, Any]:
         if self.refusal:
             raise ShellRefused(self.refusal)

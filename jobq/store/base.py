@@ -183,6 +183,10 @@ class Store(abc.ABC):
         """Queue a ``failed`` or ``cancelled`` job again with fresh attempts."""
 
     @abc.abstractmethod
+    def unfinished_job_ids(self) -> list[int]:
+        """Ids of every job not yet finished (deferred, queued, scheduled or running)."""
+
+    @abc.abstractmethod
     def cancel_job(self, job_id: int) -> str:
         """Cancel a waiting job (``cancelled``), or ask a running job's worker to stop it
         (``cancelling``: the worker records it cancelled). Returns which. Jobs that were

@@ -662,6 +662,15 @@ class SQLiteStore(SQLiteConnections, Store):
             " cancel_requested = NULL WHERE id = ?",
         )
 
+    def unfinished_job_ids(self) -> list[int]:
+        rows = self._read(
+            "SELECT id FROM jobs INDEXED BY jobs_deferred WHERE status = 'deferred'"
+            " UNION ALL SELECT id FROM jobs INDEXED BY jobs_queued WHERE status = 'queued'"
+            " UNION ALL SELECT id FROM jobs INDEXED BY jobs_scheduled WHERE status = 'scheduled'"
+            " UNION ALL SELECT id FROM jobs INDEXED BY jobs_running WHERE status = 'running'"
+        )
+        return sorted(row[0] for row in rows)
+
     def cancel_job(self, job_id: int) -> str:
         with self._write() as connection:
             row = connection.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()

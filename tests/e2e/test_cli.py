@@ -38,7 +38,7 @@ JOB_KEYS = {
     "finished_at",
     "worker",
 }
-STATUSES = {"queued", "scheduled", "running", "succeeded", "failed", "cancelled"}
+STATUSES = {"deferred", "queued", "scheduled", "running", "succeeded", "failed", "cancelled"}
 COMMANDS = ("submit", "worker", "status", "list", "retry", "cancel", "purge", "demo")
 
 
@@ -182,6 +182,7 @@ def test_status_summary_json(jobq: Any, database: str) -> None:
     assert set(summary) >= {"counts", "queues", "workers"}
     assert set(summary["counts"]) == STATUSES
     assert summary["counts"] == {
+        "deferred": 0,
         "queued": 2,
         "scheduled": 1,
         "running": 0,
