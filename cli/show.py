@@ -151,9 +151,14 @@ def list_jobs(
         return
     from rich.console import Console
 
+    console = Console(soft_wrap=True)
     listing = table(f"jobs, newest first ({len(records)} shown)")
-    for column in ("id", "job", "queue", "status", "attempts", "created", "error"):
-        listing.add_column(column, overflow="fold")
+    # One line a job: a long command or error ends in "…" when the terminal is narrow (jobq
+    # status ID shows all); the two share what the short columns leave.
+    wide = max((console.width - 40) // 2, 12)
+    for column in ("id", "job", "queue", "status", "attempts", "error"):
+        limit = wide if column in ("job", "error") else None
+        listing.add_column(column, no_wrap=True, overflow="ellipsis", max_width=limit)
     for record in records:
         error = record.error or {}
         listing.add_row(
@@ -162,7 +167,6 @@ def list_jobs(
             record.queue,
             record.status,
             f"{record.attempts}/{record.max_attempts}",
-            _when(record.created_at),
-            f"{error.get('type')}: {error.get('message')}" if error else "",
+            str(error.get("message", "")),
         )
-    Console(soft_wrap=True).print(listing)
+    console.print(listing)

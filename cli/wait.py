@@ -42,6 +42,9 @@ def wait(
     missing = [job_id for job_id in ids if job_id not in statuses]
     if missing:
         raise JobNotFoundError(f"no job with id {missing[0]}")
+    if not ids:
+        click.echo("no unfinished jobs to wait for")
+        return
     tracker = _Progress(len(ids)) if sys.stdout.isatty() else _Lines(len(ids))
     remaining = set(ids)
     failed = 0
