@@ -157,8 +157,8 @@ def list_jobs(
     # status ID shows all); the two share what the short columns leave.
     wide = max((console.width - 40) // 2, 12)
     for column in ("id", "job", "queue", "status", "attempts", "error"):
-        limit = wide if column in ("job", "error") else None
-        listing.add_column(column, no_wrap=True, overflow="ellipsis", max_width=limit)
+        narrowed = wide if column in ("job", "error") else None
+        listing.add_column(column, no_wrap=True, overflow="ellipsis", max_width=narrowed)
     for record in records:
         error = record.error or {}
         listing.add_row(
