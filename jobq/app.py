@@ -13,7 +13,7 @@ from .errors import ArgumentError, ConfigurationError
 from .job import Job
 from .models import NewJob
 from .payload import DEFAULT_MAX_PAYLOAD, encode_arguments
-from .shell import SHELL_TASK, ShellRunner, check_command, shell_allowed
+from .shell import SHELL_TASK, ShellRunner, check_command, remove_purged_logs, shell_allowed
 from .store import DEFAULT_DATABASE, Store, open_store, parse_database
 from .tasks import Callback, Task, TaskCall, TaskOptions
 
@@ -191,6 +191,13 @@ class JobQ:
         if not new_jobs:
             return []
         return [Job(self, job_id) for job_id in self.store.enqueue(new_jobs)]
+
+    def purge(self, statuses: Sequence[str] = ("succeeded",), older_than: float = 7 * 86400) -> int:
+        """Delete finished jobs (and their shell-command logs) in ``statuses`` that finished
+        more than ``older_than`` seconds ago; ``jobq purge`` does the same. Returns how many."""
+        count = self.store.purge(statuses, older_than)
+        remove_purged_logs(self.database, self.store)
+        return count
 
     def job(self, job_id: int) -> Job:
         """A handle on an existing job (raises JobNotFoundError if there is none)."""

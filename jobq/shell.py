@@ -15,6 +15,7 @@ import select
 import signal
 import stat
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,18 +89,24 @@ def check_command(command: Any, cwd: Any, env: Any) -> None:
 def shell_allowed(database: str) -> tuple[bool, str]:
     """Whether a worker may run shell jobs from this database without --allow-shell.
 
-    Whoever can write the database can make the worker run commands: only a local file that
-    no other user can write qualifies.
+    Whoever can write the database can make the worker run commands: only a local file of
+    this user's, in a folder no other user can write, qualifies.
     """
     from .store import parse_database
 
-    parsed = parse_database(database)
+    path = Path(parse_database(database).path).resolve()
     try:
-        mode = os.stat(parsed.path).st_mode
+        info = os.stat(path)
+        folder = os.stat(path.parent)
     except OSError as error:
-        return False, f"cannot check who may write {parsed.path}: {error.strerror}"
-    if mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return False, f"{parsed.path} is writable by other users (mode {stat.filemode(mode)})"
+        return False, f"cannot check who may write {path}: {error.strerror}"
+    if info.st_uid != os.getuid():
+        return False, f"{path} belongs to another user (uid {info.st_uid})"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return False, f"{path} is writable by other users (mode {stat.filemode(info.st_mode)})"
+    if folder.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        # Others could replace the file, or plant its -wal or its logs folder.
+        return False, f"its folder {path.parent} is writable by other users"
     return True, ""
 
 
@@ -110,6 +117,8 @@ class ShellRunner:
         self.app = app
         self.refusal: str | None = None  # set by a worker that must not run commands
         self.kill_grace = KILL_GRACE  # the worker's cancel_grace
+        self.groups: set[int] = set()  # process groups of the commands running now
+        self._lock = threading.Lock()
 
     def __call__(
         self, *, command: str, cwd: str | None = None, env: dict[str, str] | None = None
@@ -122,11 +131,11 @@ class ShellRunner:
             raise JobQError("jobq.shell runs inside a worker")
         if cwd is not None and not os.path.isdir(cwd):
             raise CommandError(f"the working directory {cwd} does not exist on this worker")
-        folder = logs_folder(self.app.database)
-        folder.mkdir(mode=0o700, exist_ok=True)
+        path = _private_log(self.app.database, job.id)
         environment = {**os.environ, **(env or {}), "JOBQ_JOB_ID": str(job.id)}
-        path = folder / f"{job.id}.log"
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        descriptor = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
         with os.fdopen(descriptor, "ab", buffering=0) as log:
             if job.attempts > 1:
                 log.write(f"[jobq] attempt {job.attempts} of {job.max_attempts}\n".encode())
@@ -139,51 +148,58 @@ class ShellRunner:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stopped as a whole
             )
-            assert process.stdout is not None
-            kept = os.fstat(descriptor).st_size  # the limit holds across attempts
-            stop_reason, dropped = self._pump(process, log, kept, job)
+            with self._lock:
+                self.groups.add(process.pid)
+            try:
+                kept = os.fstat(descriptor).st_size  # the limit holds across attempts
+                stop_reason, dropped = self._pump(process, log, kept, job)
+            finally:
+                # Whatever happened (a full disk while logging...), nothing of the command
+                # outlives its job: what is left of its group is stopped, and the shell reaped.
+                _signal_group(process.pid, signal.SIGKILL)
+                process.wait()
+                assert process.stdout is not None
+                process.stdout.close()
+                with self._lock:
+                    self.groups.discard(process.pid)
+            if dropped:
+                log.write(f"\n[jobq] output past {LOG_LIMIT} bytes dropped: {dropped}\n".encode())
         code = process.returncode
-        if dropped:
-            with open(path, "ab") as tail:
-                tail.write(f"\n[jobq] output past {LOG_LIMIT} bytes dropped: {dropped}\n".encode())
         if stop_reason:
             raise CommandError(stop_reason)
         if code < 0:
-            raise CommandError(f"the command was killed by {signal.Signals(-code).name}")
+            raise CommandError(f"the command was killed by {_signal_name(-code)}")
         if code != 0:
             raise CommandError(f"the command exited with code {code}")
         return {"exit_code": 0}
 
+    def stop_all(self) -> None:
+        """Kill every command still running (the worker is going away: a command must not
+        outlive its job, or the job's next run would run beside it)."""
+        with self._lock:
+            groups = list(self.groups)
+        for group in groups:
+            _signal_group(group, signal.SIGKILL)
+
     def _pump(
         self, process: subprocess.Popen[bytes], log: Any, kept: int, job: Any
     ) -> tuple[str | None, int]:
-        """Copy output to the log until the command ends; stop it on timeout or cancel."""
+        """Copy output to the log until the command ends; stop it on timeout or cancel.
+
+        The timeout and the cancel flag are checked on every pass, however busy the output.
+        """
         assert process.stdout is not None
         pipe = process.stdout.fileno()
+        poller = select.poll()  # not select(): descriptors past 1024 are fine
+        poller.register(pipe, select.POLLIN | select.POLLHUP)
         deadline = time.monotonic() + job.timeout if job.timeout else None
         stop_reason: str | None = None
         kill_at: float | None = None
         dropped = 0
+        open_pipe = True
         exited_at: float | None = None
         while True:
-            ready, _, _ = select.select([pipe], [], [], 0.05)
-            if ready:
-                data = os.read(pipe, _READ)
-                if not data:
-                    break  # every writer closed the pipe
-                room = max(LOG_LIMIT - kept, 0)
-                if room:
-                    log.write(data[:room])
-                    kept += min(room, len(data))
-                dropped += max(len(data) - room, 0)
-                continue
             now = time.monotonic()
-            if process.poll() is not None:
-                # Exited; a background child may still hold the pipe open: not for long.
-                exited_at = exited_at or now
-                if now - exited_at > 0.5:
-                    break
-                continue
             if stop_reason is None:
                 if job.cancelled:
                     stop_reason = "cancelled while running"
@@ -195,9 +211,47 @@ class ShellRunner:
             elif kill_at is not None and now >= kill_at:
                 _signal_group(process.pid, signal.SIGKILL)
                 kill_at = None
-        process.wait()
-        process.stdout.close()
-        return stop_reason, dropped
+            if process.poll() is not None:
+                # The shell is gone; a background child may still hold the pipe: not for long.
+                exited_at = exited_at or now
+                if not open_pipe or now - exited_at > 0.5:
+                    return stop_reason, dropped
+            if not open_pipe:
+                time.sleep(0.05)  # the command closed its output but runs on
+                continue
+            if not poller.poll(50):
+                continue
+            data = os.read(pipe, _READ)
+            if not data:
+                open_pipe = False  # every writer closed it
+                poller.unregister(pipe)
+                continue
+            room = max(LOG_LIMIT - kept, 0)
+            if room:
+                log.write(data[:room])
+                kept += min(room, len(data))
+            dropped += max(len(data) - room, 0)
+
+
+def _private_log(database: str, job_id: int) -> Path:
+    """The job's log path, in a folder that only this user owns and can write."""
+    folder = logs_folder(database)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    info = os.lstat(folder)
+    if (
+        not stat.S_ISDIR(info.st_mode)
+        or info.st_uid != os.getuid()
+        or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    ):
+        raise ShellRefused(f"{folder} is not a folder that only this user can write")
+    return folder / f"{job_id}.log"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _signal_group(pid: int, number: signal.Signals) -> None:

@@ -38,6 +38,13 @@ _INSERT = (
 
 _GAVE_UP = ("failed", "cancelled")  # a job waiting for one of these never runs
 
+# States that hold few jobs at a time, and the partial index that holds just them. Listing
+# the others walks the table newest first: most recent jobs are in them.
+_FEW = {"running": "jobs_running", "deferred": "jobs_deferred"}
+
+_CANCELLED_WAITING = json.dumps(
+    {"type": "Cancelled", "message": "cancelled before it ran (jobq cancel)", "traceback": None}
+)
 _CANCELLED_RUNNING = json.dumps(
     {"type": "Cancelled", "message": "cancelled while running (jobq cancel)", "traceback": None}
 )
@@ -99,7 +106,7 @@ _DUE_EXISTS = (
 _TAKE = """
 UPDATE jobs SET status = 'running', worker_id = ?, attempts = attempts + 1,
     claims = claims + 1, started_at = ?, finished_at = NULL
-WHERE id IN ({ids}) AND status = 'queued'
+WHERE id IN (SELECT value FROM json_each(?)) AND status = 'queued'
 RETURNING id, task, queue, args, kwargs, attempts, max_attempts, timeout, priority, claims
 """
 
@@ -278,8 +285,9 @@ class SQLiteStore(SQLiteConnections, Store):
         if len(names) > 1:
             candidates.sort(key=lambda row: (-row[1], row[2], row[0]))
             del candidates[limit:]
-        ids = ", ".join(str(row[0]) for row in candidates)
-        rows = connection.execute(_TAKE.format(ids=ids), (worker_id, now)).fetchall()
+        # The ids as one JSON parameter: one prepared statement, whatever the batch size.
+        ids = "[" + ",".join(str(row[0]) for row in candidates) + "]"
+        rows = connection.execute(_TAKE, (worker_id, now, ids)).fetchall()
         jobs = [ClaimedJob(*row) for row in rows]
         for job in jobs:
             job.started_at = now
@@ -624,9 +632,13 @@ class SQLiteStore(SQLiteConnections, Store):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 parameters.append(value)
+        source = "jobs"
+        if status in _FEW:  # few jobs, in their own index: read them, not the whole table
+            source = f"jobs INDEXED BY {_FEW[status]}"
+            clauses.append(f"status = '{status}'")
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._read(
-            f"SELECT {_JOB_COLUMNS} FROM jobs{where} ORDER BY id DESC LIMIT ?",
+            f"SELECT {_JOB_COLUMNS} FROM {source}{where} ORDER BY id DESC LIMIT ?",
             [*parameters, limit],
         )
         return [self._record(row) for row in rows]
@@ -688,8 +700,8 @@ class SQLiteStore(SQLiteConnections, Store):
                     f"job {job_id} is {status}; only waiting or running jobs can be cancelled"
                 )
             connection.execute(
-                "UPDATE jobs SET status = 'cancelled', finished_at = ? WHERE id = ?",
-                (time.time(), job_id),
+                "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = ? WHERE id = ?",
+                (time.time(), _CANCELLED_WAITING, job_id),
             )
             connection.execute("DELETE FROM job_dependencies WHERE job_id = ?", (job_id,))
             self._settle(connection, {job_id: "cancelled"})

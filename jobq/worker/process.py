@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import DatabaseError
 from ..faults import fault
 from ..models import ClaimedJob
-from ..shell import SHELL_TASK
+from ..shell import SHELL_TASK, ShellRunner
 from ..store import Store, open_store
 from ..tasks import Task
 from .completer import Completer, Refill
@@ -185,6 +185,10 @@ class WorkerProcess:
         try:
             released = self._release_held()
         finally:
+            if forced:
+                # Their jobs went back to the queue (refunded): no copy may run on. Killed
+                # only now, so that no "killed" outcome can be recorded for them first.
+                self._stop_commands()
             self.store.close()
         if forced:
             log.warning(
@@ -471,7 +475,6 @@ class WorkerProcess:
             for job, _ in expired:
                 del self.active[(job.id, job.claim)]
                 self.abandoned.add((job.id, job.claim))
-                self.in_flight -= 1
         assert self.store is not None and self.completer is not None
         for job, cancelled in expired:
             if cancelled:
@@ -483,6 +486,10 @@ class WorkerProcess:
                 log.warning("job %s ran past its timeout of %s s", job.id, job.timeout)
                 outcome = timeout_outcome(job, self.worker_id, self.tasks.get(job.task))
             self.completer.submit(outcome, job)
+            # Out of flight only once its outcome is in the completer's inbox (as in the
+            # executor): a burst worker must not find nothing in flight and nothing recorded.
+            with self.lock:
+                self.in_flight -= 1
         if not self.child:
             for _ in expired:
                 self._start_executor()
@@ -494,6 +501,7 @@ class WorkerProcess:
         self.store.release_worker(
             self.worker_id, reason="worker recycled after another job's timeout", refund=True
         )
+        self._stop_commands()  # handed back above: they must not run on beside a rerun
         log.warning(
             "worker %s recycles its process after a job timeout or an ignored cancel",
             self.worker_id,
@@ -501,6 +509,11 @@ class WorkerProcess:
         if self.before_exit is not None:
             self.before_exit()
         os._exit(EXIT_RECYCLE)
+
+    def _stop_commands(self) -> None:
+        runner = self.tasks.get(SHELL_TASK)
+        if runner is not None and isinstance(runner.func, ShellRunner):
+            runner.func.stop_all()
 
     def _heartbeat_loop(self) -> None:
         settings = self.settings

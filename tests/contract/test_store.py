@@ -219,7 +219,9 @@ def test_cancel_and_retry(store: Store) -> None:
     queued, scheduled, running = store.enqueue([new(), new(run_at=time.time() + 60), new()])
     store.cancel_job(queued)
     store.cancel_job(scheduled)
-    assert store.get_job(queued).status == "cancelled"
+    record = store.get_job(queued)
+    assert record.status == "cancelled" and record.error is not None
+    assert record.error["message"] == "cancelled before it ran (jobq cancel)"
     store.claim(worker, None, 1)
     with pytest.raises(InvalidStateError):
         store.retry_job(running)

@@ -4,6 +4,7 @@ logs``, exit codes and signals, timeouts that stop the whole process group, purg
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -177,3 +178,60 @@ def test_a_worker_runs_no_command_from_a_database_others_can_write(
     drain(start_worker, "--allow-shell")
     assert cli_status(jobq, job_id)["status"] == "succeeded"
     assert jobq("logs", str(job_id)).stdout == "should not run\n"
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "while true; do echo busy; sleep 0.01; done",  # output never stops
+        "exec >/dev/null 2>&1; sleep 60",  # its output closed at once
+    ],
+    ids=["busy-output", "closed-output"],
+)
+def test_a_timeout_stops_a_command_however_it_treats_its_output(
+    jobq: Run, start_worker: Callable[..., Any], script: str
+) -> None:
+    job_id = submit_command(jobq, "--cmd", script, "--timeout", "1")
+    started = time.monotonic()
+    drain(start_worker, "--cancel-grace", "1")
+    assert time.monotonic() - started < 30
+    status = cli_status(jobq, job_id)
+    assert status["status"] == "failed"
+    assert "ran longer than its timeout" in status["error"]["message"]
+
+
+def test_nothing_of_a_command_outlives_its_job(
+    jobq: Run, start_worker: Callable[..., Any], tmp_path: Path
+) -> None:
+    job_id = submit_command(jobq, "--cmd", "sleep 60 & echo $! > background.pid")
+    drain(start_worker)
+    assert cli_status(jobq, job_id)["status"] == "succeeded"
+    leftover = int((tmp_path / "background.pid").read_text())
+    wait_for(lambda: not pid_alive(leftover), timeout=10)
+
+
+def test_a_forced_stop_kills_running_commands_and_queues_their_jobs_again(
+    jobq: Run, start_worker: Callable[..., Any], tmp_path: Path
+) -> None:
+    job_id = submit_command(jobq, "--cmd", "sleep 60 & echo $! > child.pid; wait")
+    worker = start_worker("--procs", "1", "--grace", "0.5", app=None)
+    wait_for(lambda: (tmp_path / "child.pid").exists(), timeout=30)
+    child = int((tmp_path / "child.pid").read_text())
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, worker.output()
+    wait_for(lambda: not pid_alive(child), timeout=10)
+    status = cli_status(jobq, job_id)
+    assert (status["status"], status["attempts"]) == ("queued", 0)  # handed back, refunded
+
+
+def test_a_worker_runs_no_command_from_a_folder_others_can_write(
+    jobq: Run, start_worker: Callable[..., Any], tmp_path: Path
+) -> None:
+    job_id = submit_command(jobq, "--cmd", "echo should not run")
+    os.chmod(tmp_path, 0o777)
+    try:
+        drain(start_worker)
+    finally:
+        os.chmod(tmp_path, 0o700)
+    error = cli_status(jobq, job_id)["error"]["message"]
+    assert f"its folder {tmp_path} is writable by other users" in error

@@ -8,6 +8,7 @@ import os
 import pty
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -90,7 +91,8 @@ def test_wait_on_a_terminal_draws_a_progress_bar(
     jobq: Run, start_worker: Callable[..., Any], cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     ids = [submit(jobq, "--cmd", "sleep 0.2") for _ in range(4)] + [submit(jobq, "--cmd", "exit 1")]
-    start_worker("--procs", "1", app=None)
+    # The worker starts once wait has read the unfinished jobs.
+    threading.Timer(1.0, lambda: start_worker("--procs", "1", app=None)).start()
     screen = run_on_a_terminal([*JOBQ, "wait"], cli_env, tmp_path, timeout=60)
     assert "waiting" in screen and "5/5" in screen and "jobs/s" in screen
     assert "1 failed" in screen
