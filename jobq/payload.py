@@ -18,28 +18,50 @@ MAX_DEPTH = 64  # nesting levels; deeper structures are refused, never a Recursi
 
 def check_json(value: Any, where: str, depth: int = 0) -> None:
     """Raise PayloadError unless ``value`` round-trips through JSON unchanged (tuples aside)."""
+    problem = _problem(value, depth)
+    if problem is not None:
+        path, message = problem
+        raise PayloadError(f"{where}{''.join(reversed(path))} {message}")
+
+
+_SCALARS = (str, bool, int, type(None))
+
+
+def _problem(value: Any, depth: int) -> tuple[list[str], str] | None:
+    """What is wrong with ``value`` and where (path parts, innermost first), or None.
+
+    The path is only built for the value that fails: checking a good payload formats nothing.
+    """
     if depth > MAX_DEPTH:
-        raise PayloadError(f"{where} is nested more than {MAX_DEPTH} levels deep")
-    if value is None or isinstance(value, (str, bool, int)):
-        return
+        return [], f"is nested more than {MAX_DEPTH} levels deep"
+    if isinstance(value, _SCALARS):
+        return None
     if isinstance(value, float):
-        if not math.isfinite(value):
-            raise PayloadError(f"{where} is {value!r}, which JSON cannot represent")
-        return
+        if math.isfinite(value):
+            return None
+        return [], f"is {value!r}, which JSON cannot represent"
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            check_json(item, f"{where}[{index}]", depth + 1)
-        return
+            if isinstance(item, _SCALARS):
+                continue
+            problem = _problem(item, depth + 1)
+            if problem is not None:
+                problem[0].append(f"[{index}]")
+                return problem
+        return None
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise PayloadError(
-                    f"{where} has a non-string key {key!r}; JSON object keys must be strings"
-                )
-            check_json(item, f"{where}[{key!r}]", depth + 1)
-        return
-    raise PayloadError(
-        f"{where} is a {type(value).__name__} ({_short(value)}), which is not JSON "
+                return [], (f"has a non-string key {key!r}; JSON object keys must be strings")
+            if isinstance(item, _SCALARS):
+                continue
+            problem = _problem(item, depth + 1)
+            if problem is not None:
+                problem[0].append(f"[{key!r}]")
+                return problem
+        return None
+    return [], (
+        f"is a {type(value).__name__} ({_short(value)}), which is not JSON "
         "(use str, int, float, bool, None, list or dict)"
     )
 
@@ -64,7 +86,9 @@ def encode_arguments(
         raise PayloadError(f"kwargs must be an object/dict, not {type(kwargs).__name__}")
     args_text = encode(list(args), "args")
     kwargs_text = encode(kwargs, "kwargs")
-    size = len(args_text.encode()) + len(kwargs_text.encode())
+    size = len(args_text) + len(kwargs_text)
+    if size * 4 > max_payload:  # a character is at most 4 bytes of UTF-8: count them only then
+        size = len(args_text.encode()) + len(kwargs_text.encode())
     if size > max_payload:
         raise PayloadError(
             f"arguments are {size} bytes of JSON, over the limit of {max_payload} bytes"
