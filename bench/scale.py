@@ -1,6 +1,6 @@
 """Scale checks for one machine: a million queued jobs.
 
-    python bench/scale.py [--jobs 1000000] [--small 10000] [--sample 20000]
+    python bench/scale.py [--jobs 1000000] [--small 10000] [--sample 10000]
 
 On a fresh database in a temporary directory, with jobq's defaults (`--procs 5`):
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -58,18 +59,27 @@ def drain_all(database: Path) -> float:
 
 def drain_some(database: Path, count: int) -> float:
     """Run a pool (`procs=5`, its own process) until ``count`` more jobs succeeded: jobs/s."""
-    app.use_database(database)
-    target = app.store.counts()["counts"]["succeeded"] + count
+    target = succeeded(database) + count
     start = time.perf_counter()
     process = start_pool(database)
     try:
-        while app.store.counts()["counts"]["succeeded"] < target:
+        while succeeded(database) < target:
             time.sleep(0.05)
         return count / (time.perf_counter() - start)
     finally:
         process.terminate()
         process.wait(timeout=60)
-        app.close()
+
+
+def succeeded(database: Path) -> int:
+    """Jobs succeeded so far, from the finished jobs' index alone (cheap with 1M queued:
+    ``counts()`` would count the queued ones too, and its cost would skew the timing)."""
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:
+        row = connection.execute(
+            "SELECT COUNT(*) FROM jobs INDEXED BY jobs_finished"
+            " WHERE status IN ('succeeded', 'failed', 'cancelled') AND status = 'succeeded'"
+        ).fetchone()
+    return int(row[0])
 
 
 def start_pool(database: Path) -> subprocess.Popen[bytes]:
@@ -91,12 +101,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=10_000)
-    parser.add_argument("--sample", type=int, default=20_000)
+    parser.add_argument("--sample", type=int, default=10_000)
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         small = Path(folder) / "small.db"
         fill(small, options.small)
-        small_rate = drain_all(small)
+        small_rate = drain_some(small, options.small)  # measured as the large queue's sample
         print(f"drain with {options.small:,} queued: {small_rate:,.0f} jobs/s")
 
         big = Path(folder) / "big.db"
