@@ -71,9 +71,13 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+# One encoder, built once: json.dumps with options builds a new one on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def encode(value: Any, where: str) -> str:
     check_json(value, where)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 def encode_arguments(
@@ -85,7 +89,7 @@ def encode_arguments(
     if not isinstance(kwargs, dict):
         raise PayloadError(f"kwargs must be an object/dict, not {type(kwargs).__name__}")
     args_text = encode(list(args), "args")
-    kwargs_text = encode(kwargs, "kwargs")
+    kwargs_text = encode(kwargs, "kwargs") if kwargs else "{}"
     size = len(args_text) + len(kwargs_text)
     if size * 4 > max_payload:  # a character is at most 4 bytes of UTF-8: count them only then
         size = len(args_text.encode()) + len(kwargs_text.encode())

@@ -130,11 +130,44 @@ class Task:
                 continue
         return adapters
 
+    @cached_property
+    def _positional(self) -> tuple[list[str], int] | None:
+        """(names, how many are required) when every parameter is a plain positional-or-keyword
+        one: then positional arguments alone need no ``Signature.bind`` (the hot path of
+        submit and execute)."""
+        parameters = list(self._signature.parameters.values())
+        if any(p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters):
+            return None
+        required = sum(1 for p in parameters if p.default is inspect.Parameter.empty)
+        return [p.name for p in parameters], required
+
+    def _fast(
+        self, args: Iterable[Any], kwargs: dict[str, Any], convert: Callable[..., Any]
+    ) -> list[Any] | None:
+        """Positional arguments of a plain signature, converted; None when it does not apply
+        (then ``Signature.bind`` decides, and words any error)."""
+        plain = self._positional
+        if plain is None or kwargs or not isinstance(args, (list, tuple)):
+            return None
+        names, required = plain
+        if not required <= len(args) <= len(names):
+            return None
+        adapters = self._adapters
+        values = list(args)
+        for index, value in enumerate(values):
+            adapter = adapters.get(names[index])
+            if adapter is not None:
+                values[index] = convert(adapter, names[index], value)
+        return values
+
     def bind(self, args: Iterable[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Check arguments against the signature and type hints; return the validated values.
 
         Raises ArgumentError naming the parameter that does not fit.
         """
+        fast = self._fast(args, kwargs, self._check)
+        if fast is not None:
+            return fast, {}
         bound = self._bind(args, kwargs)
         self._convert(bound, self._check)
         return list(bound.args), dict(bound.kwargs)
@@ -144,13 +177,16 @@ class Task:
     ) -> tuple[list[Any], dict[str, Any]]:
         """Check arguments like ``bind``; return them in JSON form (datetimes as ISO text,
         models as dicts...), ready to store."""
+
+        fast = self._fast(args, kwargs, self._dump)
+        if fast is not None:
+            return fast, {}
         bound = self._bind(args, kwargs)
-
-        def dump(adapter: TypeAdapter[Any], name: str, value: Any) -> Any:
-            return adapter.dump_python(self._check(adapter, name, value), mode="json")
-
-        self._convert(bound, dump)
+        self._convert(bound, self._dump)
         return list(bound.args), dict(bound.kwargs)
+
+    def _dump(self, adapter: TypeAdapter[Any], name: str, value: Any) -> Any:
+        return adapter.dump_python(self._check(adapter, name, value), mode="json")
 
     def _bind(self, args: Iterable[Any], kwargs: dict[str, Any]) -> inspect.BoundArguments:
         try:

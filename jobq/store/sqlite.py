@@ -36,6 +36,8 @@ _INSERT = (
     " timeout, run_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
+_INSERT_ONE = _INSERT + " RETURNING id"
+
 _GAVE_UP = ("failed", "cancelled")  # a job waiting for one of these never runs
 
 # States that hold few jobs at a time, and the partial index that holds just them. Listing
@@ -172,7 +174,7 @@ class SQLiteStore(SQLiteConnections, Store):
             if any(job.after for job in jobs):
                 return self._enqueue_after(connection, jobs, rows, now)
             if len(rows) == 1:
-                return [connection.execute(_INSERT + " RETURNING id", rows[0]).fetchone()[0]]
+                return [connection.execute(_INSERT_ONE, rows[0]).fetchone()[0]]
             # executemany cannot return ids; ids are assigned in order inside one transaction.
             connection.executemany(_INSERT, rows)
             last = connection.execute("SELECT last_insert_rowid()").fetchone()[0]
@@ -208,7 +210,7 @@ class SQLiteStore(SQLiteConnections, Store):
                 values[2] = "cancelled"
             elif waiting:
                 values[2] = "deferred"
-            job_id = connection.execute(_INSERT + " RETURNING id", values).fetchone()[0]
+            job_id = connection.execute(_INSERT_ONE, values).fetchone()[0]
             ids.append(job_id)
             if failed:
                 after_id, status = failed[0]
