@@ -41,8 +41,9 @@ def _problem(value: Any, depth: int) -> tuple[list[str], str] | None:
             return None
         return [], f"is {value!r}, which JSON cannot represent"
     if isinstance(value, (list, tuple)):
+        scalars_fit = depth < MAX_DEPTH  # a scalar one level down is still within the limit
         for index, item in enumerate(value):
-            if isinstance(item, _SCALARS):
+            if scalars_fit and isinstance(item, _SCALARS):
                 continue
             problem = _problem(item, depth + 1)
             if problem is not None:
@@ -50,10 +51,11 @@ def _problem(value: Any, depth: int) -> tuple[list[str], str] | None:
                 return problem
         return None
     if isinstance(value, dict):
+        scalars_fit = depth < MAX_DEPTH
         for key, item in value.items():
             if not isinstance(key, str):
-                return [], (f"has a non-string key {key!r}; JSON object keys must be strings")
-            if isinstance(item, _SCALARS):
+                return [], f"has a non-string key {key!r}; JSON object keys must be strings"
+            if scalars_fit and isinstance(item, _SCALARS):
                 continue
             problem = _problem(item, depth + 1)
             if problem is not None:
@@ -90,9 +92,10 @@ def encode_arguments(
         raise PayloadError(f"kwargs must be an object/dict, not {type(kwargs).__name__}")
     args_text = encode(list(args), "args")
     kwargs_text = encode(kwargs, "kwargs") if kwargs else "{}"
-    size = len(args_text) + len(kwargs_text)
-    if size * 4 > max_payload:  # a character is at most 4 bytes of UTF-8: count them only then
+    try:
         size = len(args_text.encode()) + len(kwargs_text.encode())
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800") is not text SQLite can store
+        raise PayloadError("the arguments contain text that is not valid Unicode") from None
     if size > max_payload:
         raise PayloadError(
             f"arguments are {size} bytes of JSON, over the limit of {max_payload} bytes"

@@ -94,20 +94,42 @@ def shell_allowed(database: str) -> tuple[bool, str]:
     """
     from .store import parse_database
 
-    path = Path(parse_database(database).path).resolve()
+    given = Path(os.path.abspath(parse_database(database).path))
+    path = given.resolve()
     try:
         info = os.stat(path)
-        folder = os.stat(path.parent)
+        folders = {folder: os.stat(folder) for folder in (given.parent, path.parent)}
     except OSError as error:
         return False, f"cannot check who may write {path}: {error.strerror}"
     if info.st_uid != os.getuid():
         return False, f"{path} belongs to another user (uid {info.st_uid})"
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    if not _only_mine(info):
         return False, f"{path} is writable by other users (mode {stat.filemode(info.st_mode)})"
-    if folder.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        # Others could replace the file, or plant its -wal or its logs folder.
-        return False, f"its folder {path.parent} is writable by other users"
+    for folder, folder_info in folders.items():
+        # Its owner or others could replace the file, or plant its -wal or its logs folder.
+        if folder_info.st_uid not in (os.getuid(), 0):
+            return False, f"its folder {folder} belongs to another user"
+        if not _only_mine(folder_info):
+            return False, f"its folder {folder} is writable by other users"
     return True, ""
+
+
+def _only_mine(info: os.stat_result) -> bool:
+    """No one else can write it: not world-writable, and group-writable only for this user's
+    own private group (the usual umask 002 with one group per user)."""
+    if info.st_mode & stat.S_IWOTH:
+        return False
+    if not info.st_mode & stat.S_IWGRP:
+        return True
+    import grp
+    import pwd
+
+    try:
+        group = grp.getgrgid(info.st_gid)
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return False
+    return info.st_gid == os.getgid() and group.gr_name == user and not set(group.gr_mem) - {user}
 
 
 class ShellRunner:
@@ -118,6 +140,7 @@ class ShellRunner:
         self.refusal: str | None = None  # set by a worker that must not run commands
         self.kill_grace = KILL_GRACE  # the worker's cancel_grace
         self.groups: set[int] = set()  # process groups of the commands running now
+        self.closed = False  # stop_all ran: no command may start any more
         self._lock = threading.Lock()
 
     def __call__(
@@ -139,29 +162,32 @@ class ShellRunner:
         with os.fdopen(descriptor, "ab", buffering=0) as log:
             if job.attempts > 1:
                 log.write(f"[jobq] attempt {job.attempts} of {job.max_attempts}\n".encode())
-            process = subprocess.Popen(
-                ["/bin/sh", "-c", command],
-                cwd=cwd,
-                env=environment,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stopped as a whole
-            )
-            with self._lock:
+            with self._lock:  # a stop_all running now must see this command, or stop it
+                if self.closed:
+                    raise CommandError("the worker is stopping; the command did not start")
+                process = subprocess.Popen(
+                    ["/bin/sh", "-c", command],
+                    cwd=cwd,
+                    env=environment,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group: stopped as a whole
+                )
                 self.groups.add(process.pid)
             try:
                 kept = os.fstat(descriptor).st_size  # the limit holds across attempts
                 stop_reason, dropped = self._pump(process, log, kept, job)
             finally:
                 # Whatever happened (a full disk while logging...), nothing of the command
-                # outlives its job: what is left of its group is stopped, and the shell reaped.
-                _signal_group(process.pid, signal.SIGKILL)
+                # outlives its job: what is left of its group is stopped, then the shell is
+                # reaped. Until then its zombie keeps the group id from being reused.
+                with self._lock:
+                    _signal_group(process.pid, signal.SIGKILL)
+                    self.groups.discard(process.pid)
                 process.wait()
                 assert process.stdout is not None
                 process.stdout.close()
-                with self._lock:
-                    self.groups.discard(process.pid)
             if dropped:
                 log.write(f"\n[jobq] output past {LOG_LIMIT} bytes dropped: {dropped}\n".encode())
         code = process.returncode
@@ -176,10 +202,10 @@ class ShellRunner:
     def stop_all(self) -> None:
         """Kill every command still running (the worker is going away: a command must not
         outlive its job, or the job's next run would run beside it)."""
-        with self._lock:
-            groups = list(self.groups)
-        for group in groups:
-            _signal_group(group, signal.SIGKILL)
+        with self._lock:  # under the lock: a listed group's shell is not reaped yet
+            self.closed = True
+            for group in self.groups:
+                _signal_group(group, signal.SIGKILL)
 
     def _pump(
         self, process: subprocess.Popen[bytes], log: Any, kept: int, job: Any
@@ -211,7 +237,7 @@ class ShellRunner:
             elif kill_at is not None and now >= kill_at:
                 _signal_group(process.pid, signal.SIGKILL)
                 kill_at = None
-            if process.poll() is not None:
+            if _exited(process.pid):
                 # The shell is gone; a background child may still hold the pipe: not for long.
                 exited_at = exited_at or now
                 if not open_pipe or now - exited_at > 0.5:
@@ -245,6 +271,15 @@ def _private_log(database: str, job_id: int) -> Path:
     ):
         raise ShellRefused(f"{folder} is not a folder that only this user can write")
     return folder / f"{job_id}.log"
+
+
+def _exited(pid: int) -> bool:
+    """Whether the child has exited, without reaping it: its zombie keeps its process group
+    id taken, so signalling the group later can never reach an unrelated new process."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
 
 
 def _signal_name(number: int) -> str:

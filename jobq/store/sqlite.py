@@ -44,12 +44,22 @@ _GAVE_UP = ("failed", "cancelled")  # a job waiting for one of these never runs
 # the others walks the table newest first: most recent jobs are in them.
 _FEW = {"running": "jobs_running", "deferred": "jobs_deferred"}
 
-_CANCELLED_WAITING = json.dumps(
-    {"type": "Cancelled", "message": "cancelled before it ran (jobq cancel)", "traceback": None}
-)
 _CANCELLED_RUNNING = json.dumps(
     {"type": "Cancelled", "message": "cancelled while running (jobq cancel)", "traceback": None}
 )
+
+
+def _cancelled_waiting(attempts: int, previous: str | None) -> str:
+    """The error of a job cancelled while waiting; a retry's last error is kept in it."""
+    if not attempts:
+        message, trace = "cancelled before it ran (jobq cancel)", None
+    else:
+        last = json.loads(previous) if previous else {}
+        message = "cancelled while waiting to retry (jobq cancel)"
+        if last:
+            message += f"; last error: {last.get('type')}: {last.get('message')}"
+        trace = last.get("traceback")
+    return json.dumps({"type": "Cancelled", "message": message, "traceback": trace})
 
 
 def _dependency_error(after_id: int, status: str) -> str:
@@ -287,14 +297,29 @@ class SQLiteStore(SQLiteConnections, Store):
         if len(names) > 1:
             candidates.sort(key=lambda row: (-row[1], row[2], row[0]))
             del candidates[limit:]
-        # The ids as one JSON parameter: one prepared statement, whatever the batch size.
-        ids = "[" + ",".join(str(row[0]) for row in candidates) + "]"
-        rows = connection.execute(_TAKE, (worker_id, now, ids)).fetchall()
+        ids = ",".join(str(row[0]) for row in candidates)
+        if self._has_json(connection):
+            # The ids as one JSON parameter: one prepared statement, whatever the batch size.
+            rows = connection.execute(_TAKE, (worker_id, now, f"[{ids}]")).fetchall()
+        else:  # an SQLite built without its JSON functions (before 3.38 they were optional)
+            take = _TAKE.replace("SELECT value FROM json_each(?)", ids)
+            rows = connection.execute(take, (worker_id, now)).fetchall()
         jobs = [ClaimedJob(*row) for row in rows]
         for job in jobs:
             job.started_at = now
         jobs.sort(key=lambda job: (-job.priority, job.id))
         return jobs
+
+    def _has_json(self, connection: sqlite3.Connection) -> bool:
+        known = getattr(self, "_json_functions", None)
+        if known is None:
+            try:
+                connection.execute("SELECT value FROM json_each('[1]')").fetchall()
+                known = True
+            except sqlite3.OperationalError:
+                known = False
+            self._json_functions = known
+        return known
 
     def _complete(self, connection: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[bool]:
         applied = [False] * len(outcomes)
@@ -687,10 +712,12 @@ class SQLiteStore(SQLiteConnections, Store):
 
     def cancel_job(self, job_id: int) -> str:
         with self._write() as connection:
-            row = connection.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = connection.execute(
+                "SELECT status, attempts, error FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
             if row is None:
                 raise JobNotFoundError(f"no job with id {job_id}")
-            status = row[0]
+            status, attempts, previous = row
             if status == "running":
                 connection.execute(
                     "UPDATE jobs SET cancel_requested = COALESCE(cancel_requested, ?) WHERE id = ?",
@@ -703,7 +730,7 @@ class SQLiteStore(SQLiteConnections, Store):
                 )
             connection.execute(
                 "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = ? WHERE id = ?",
-                (time.time(), _CANCELLED_WAITING, job_id),
+                (time.time(), _cancelled_waiting(attempts, previous), job_id),
             )
             connection.execute("DELETE FROM job_dependencies WHERE job_id = ?", (job_id,))
             self._settle(connection, {job_id: "cancelled"})

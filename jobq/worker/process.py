@@ -182,13 +182,13 @@ class WorkerProcess:
         self.finished.set()  # the heartbeat ends, and so cannot register us again
         if self.heart is not None:
             self.heart.join(timeout=5)
+        if forced:
+            # Their jobs go back to the queue (refunded) just below: no copy may run on. The
+            # completer has stopped, so no "killed" outcome can be recorded for them.
+            self._stop_commands()
         try:
             released = self._release_held()
         finally:
-            if forced:
-                # Their jobs went back to the queue (refunded): no copy may run on. Killed
-                # only now, so that no "killed" outcome can be recorded for them first.
-                self._stop_commands()
             self.store.close()
         if forced:
             log.warning(
@@ -497,11 +497,15 @@ class WorkerProcess:
         # A thread cannot be killed: recycle the process. Record the timeouts, queue the
         # other running jobs again without counting their attempt, and exit.
         self.stopping.set()
+        # The other running jobs go back to the queue: their commands must not run on beside
+        # a rerun. Abandoned first, so that being killed is not recorded as their outcome.
+        with self.lock:
+            self.abandoned.update(self.active)
+        self._stop_commands()
         self.completer.flush(timeout=30)
         self.store.release_worker(
             self.worker_id, reason="worker recycled after another job's timeout", refund=True
         )
-        self._stop_commands()  # handed back above: they must not run on beside a rerun
         log.warning(
             "worker %s recycles its process after a job timeout or an ignored cancel",
             self.worker_id,

@@ -411,3 +411,20 @@ def test_cancel_of_a_running_job_asks_its_worker_and_it_never_goes_back(store: S
     assert store.get_job(child).status == "cancelled"
     with pytest.raises(InvalidStateError, match="only waiting or running"):
         store.cancel_job(finished)
+
+
+def test_cancelling_a_retry_that_waits_keeps_its_last_error(store: Store) -> None:
+    worker = register(store)
+    [job_id] = store.enqueue([new()])
+    [job] = store.claim(worker, None, 1)
+    error = json.dumps({"type": "ValueError", "message": "boom", "traceback": "Traceback..."})
+    retry = done(job_id, worker, job.claim, status="scheduled", error=error)
+    retry.run_at = time.time() + 60
+    assert store.complete([retry]) == [True]
+    assert store.cancel_job(job_id) == "cancelled"
+    record = store.get_job(job_id)
+    assert record.error == {
+        "type": "Cancelled",
+        "message": "cancelled while waiting to retry (jobq cancel); last error: ValueError: boom",
+        "traceback": "Traceback...",
+    }

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from jobq.errors import PayloadError
-from jobq.payload import MAX_DEPTH, encode_arguments
+from jobq.payload import MAX_DEPTH, check_json, encode_arguments
 
 
 def test_json_values_encode_compactly() -> None:
@@ -50,3 +50,14 @@ def test_args_and_kwargs_must_be_a_list_and_a_dict() -> None:
         encode_arguments("abc", {})  # type: ignore[arg-type]
     with pytest.raises(PayloadError, match="kwargs must be"):
         encode_arguments([], [])  # type: ignore[arg-type]
+
+
+def test_nesting_is_limited_at_every_level_and_lone_surrogates_are_refused() -> None:
+    value: object = 1
+    for _ in range(MAX_DEPTH):
+        value = [value]
+    check_json(value, "args")  # 64 levels of lists around a number: fine
+    with pytest.raises(PayloadError, match="nested more than 64 levels deep"):
+        check_json([value], "args")
+    with pytest.raises(PayloadError, match="not valid Unicode"):
+        encode_arguments(["\ud800"], {})
