@@ -46,7 +46,9 @@ from .common import (
     "--delay", type=click.FloatRange(min=0), metavar="SECONDS", help="Run no sooner than this."
 )
 @click.option(
-    "--max-attempts", type=click.IntRange(min=1), help="Attempts before the job fails (default 3)."
+    "--max-attempts",
+    type=click.IntRange(min=1),
+    help="Attempts before the job fails (default: the task's, else 3; with --cmd 1).",
 )
 @click.option(
     "--timeout",
