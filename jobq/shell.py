@@ -141,6 +141,10 @@ class ShellRunner:
         self.kill_grace = KILL_GRACE  # the worker's cancel_grace
         self.groups: set[int] = set()  # process groups of the commands running now
         self.closed = False  # stop_all ran: no command may start any more
+        # A supervised worker process shares this array of ints with its supervisor: the
+        # process groups of its running commands, so that they can be killed if the process
+        # itself is killed (a SIGKILL never lets stop_all run).
+        self.published: Any = None
         self._lock = threading.Lock()
 
     def __call__(
@@ -175,6 +179,7 @@ class ShellRunner:
                     start_new_session=True,  # its own process group: stopped as a whole
                 )
                 self.groups.add(process.pid)
+                self._publish(process.pid, 0)
             try:
                 kept = os.fstat(descriptor).st_size  # the limit holds across attempts
                 stop_reason, dropped = self._pump(process, log, kept, job)
@@ -185,6 +190,7 @@ class ShellRunner:
                 with self._lock:
                     _signal_group(process.pid, signal.SIGKILL)
                     self.groups.discard(process.pid)
+                    self._publish(0, process.pid)
                 process.wait()
                 assert process.stdout is not None
                 process.stdout.close()
@@ -198,6 +204,16 @@ class ShellRunner:
         if code != 0:
             raise CommandError(f"the command exited with code {code}")
         return {"exit_code": 0}
+
+    def _publish(self, new: int, old: int) -> None:
+        """Replace ``old`` by ``new`` in the shared array (under the lock)."""
+        slots = self.published
+        if slots is None:
+            return
+        for index in range(len(slots)):
+            if slots[index] == old:
+                slots[index] = new
+                return
 
     def stop_all(self) -> None:
         """Kill every command still running (the worker is going away: a command must not

@@ -25,6 +25,7 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from ..errors import ConfigurationError, DatabaseError
+from ..shell import SHELL_TASK, ShellRunner
 from ..store import Store, open_store
 from ..tasks import Task
 from .patience import HOST, patiently, reap_dead
@@ -53,6 +54,7 @@ def _child_main(
     supervisor_pid: int,
     pulse: Any,
     clean: Any,
+    commands: Any,
 ) -> None:
     _die_with_parent()
     if os.getppid() != supervisor_pid:  # the supervisor died before prctl took effect
@@ -76,6 +78,9 @@ def _child_main(
         pulse=beat,
         before_exit=mark_clean,
     )
+    runner = tasks.get(SHELL_TASK)
+    if runner is not None and isinstance(runner.func, ShellRunner):
+        runner.func.published = commands  # read by the supervisor if this process is killed
     worker.install_signals()
     try:
         code = worker.run()
@@ -110,6 +115,7 @@ class Child:
     started: float = 0.0
     pulse: Any = None
     clean: Any = None
+    commands: Any = None  # process groups of the child's running shell commands (shared)
     failures: int = 0
     restart_at: float | None = 0.0  # monotonic time to (re)start; None: stays down
     done: bool = False  # burst finished, or stopping
@@ -208,6 +214,7 @@ class Supervisor:
         # Set by the child only when jobq itself ends the process: a task calling
         # os._exit(0) must not pass for a clean stop (its jobs' attempts would be refunded).
         child.clean = self.context.RawValue("b", 0)
+        child.commands = self.context.RawArray("i", self.settings.threads)
         # No database connection may cross a fork: close ours; it reopens on next use.
         self.store.close()
         process = self.context.Process(
@@ -219,6 +226,7 @@ class Supervisor:
                 os.getpid(),
                 child.pulse,
                 child.clean,
+                child.commands,
             ),
             name=f"jobq-worker-{child.slot}",
         )
@@ -246,6 +254,7 @@ class Supervisor:
             # The process ended behind jobq's back (os._exit in a task): a crash like any other.
             reason = f"worker process {process.pid} exited ({describe_exit(code)}) from a task"
             code = EXIT_CRASHED
+        self._kill_commands(child)  # before its jobs go back: no copy may run on beside a rerun
         released = self._release(child.worker_id, reason, refund=clean)
         if not clean:
             log.warning("%s; %d of its jobs queued again", reason, released)
@@ -329,6 +338,20 @@ class Supervisor:
             child.done = True
             self._signal(child, signal.SIGTERM)
 
+    def _kill_commands(self, child: Child) -> None:
+        """Kill the shell commands a dead child was running (their process groups outlive
+        it). A group whose members have all exited meanwhile is gone: killpg then fails."""
+        slots = child.commands
+        if slots is None:
+            return
+        for index in range(len(slots)):
+            group = slots[index]
+            if group > 0:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(group, signal.SIGKILL)
+                log.warning("killed command process group %d of a dead worker process", group)
+                slots[index] = 0
+
     def _kill_all(self) -> None:
         log.warning("stopping now: killing worker processes; their jobs are queued again")
         for child in self.children:
@@ -336,5 +359,6 @@ class Supervisor:
         for child in self.children:
             if child.process is not None:
                 child.process.join(timeout=5)
+                self._kill_commands(child)
                 self._release(child.worker_id, "worker stopped by the supervisor", refund=True)
                 child.process = None

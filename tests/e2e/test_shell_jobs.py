@@ -235,3 +235,22 @@ def test_a_worker_runs_no_command_from_a_folder_others_can_write(
         os.chmod(tmp_path, 0o700)
     error = cli_status(jobq, job_id)["error"]["message"]
     assert f"its folder {tmp_path} is writable by other users" in error
+
+
+def test_commands_of_a_killed_worker_process_die_before_their_job_runs_again(
+    jobq: Run, start_worker: Callable[..., Any], tmp_path: Path
+) -> None:
+    job_id = submit_command(
+        jobq, "--cmd", "sleep 60 & echo $! >> children.txt; wait", "--max-attempts", "2"
+    )
+    worker = start_worker("--procs", "1", app=None)
+    children = tmp_path / "children.txt"
+    wait_for(lambda: children.exists() and children.read_text().strip(), timeout=30)
+    first = int(children.read_text().split()[0])
+    [process] = worker.children()
+    os.kill(process, signal.SIGKILL)  # no stop_all runs in a SIGKILLed process
+    wait_for(lambda: not pid_alive(first), timeout=15)
+    # The job runs again in the restarted process, alone.
+    wait_for(lambda: len(children.read_text().split()) == 2, timeout=30)
+    assert cli_status(jobq, job_id)["attempts"] == 2
+    assert "killed command process group" in worker.output()
