@@ -9,17 +9,11 @@ from typing import Any
 
 import pytest
 
-from tests.support.helpers import TASKS, cli_status, pid_alive, pids_of, wait_for
+from tests.support.helpers import TASKS, cli_status, cli_submit, pid_alive, pids_of, wait_for
 
 pytestmark = pytest.mark.slow
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def submit(jobq: Run, *args: str) -> int:
-    done = jobq("submit", *args)
-    assert done.returncode == 0, done.stderr
-    return int(done.stdout)
 
 
 def status_of(jobq: Run, job_id: int) -> str:
@@ -37,10 +31,10 @@ def test_cancel_stops_a_commands_whole_process_group_and_it_is_never_retried(
     jobq: Run, start_worker: Callable[..., Any], tmp_path: Path, ignores_term: bool
 ) -> None:
     trap = "trap '' TERM; " if ignores_term else ""  # then only SIGKILL, after the grace
-    job_id = submit(
+    job_id = cli_submit(
         jobq, "--cmd", f"{trap}sleep 60 & echo $! > child.pid; wait", "--max-attempts", "3"
     )
-    [waiting] = [submit(jobq, "--cmd", "echo never", "--after", str(job_id))]
+    [waiting] = [cli_submit(jobq, "--cmd", "echo never", "--after", str(job_id))]
     start_worker("--procs", "1", "--cancel-grace", "1", app=None)
     wait_for(lambda: (tmp_path / "child.pid").exists(), timeout=30)
     child = int((tmp_path / "child.pid").read_text())
@@ -59,14 +53,14 @@ def test_cancel_stops_a_commands_whole_process_group_and_it_is_never_retried(
 def test_a_python_task_sees_the_flag_and_stops_in_its_own_process(
     jobq: Run, start_worker: Callable[..., Any], tmp_path: Path
 ) -> None:
-    job_id = submit(jobq, f"{TASKS}.patient", "60")
+    job_id = cli_submit(jobq, f"{TASKS}.patient", "60")
     start_worker("--procs", "1", "--cancel-grace", "30")
     wait_for(lambda: pids_of(tmp_path, "start-patient", job_id), timeout=30)
     cancel_running(jobq, job_id)
     wait_for(lambda: status_of(jobq, job_id) == "cancelled", timeout=10, interval=0.1)
     assert pids_of(tmp_path, "noticed-cancel", job_id) == pids_of(tmp_path, "start-patient", job_id)
     # The process was not recycled: the next job runs in the same one.
-    after = submit(jobq, f"{TASKS}.patient", "0")
+    after = cli_submit(jobq, f"{TASKS}.patient", "0")
     wait_for(lambda: status_of(jobq, after) == "succeeded", timeout=30, interval=0.1)
     assert pids_of(tmp_path, "start-patient", after) == pids_of(tmp_path, "start-patient", job_id)
 
@@ -74,7 +68,7 @@ def test_a_python_task_sees_the_flag_and_stops_in_its_own_process(
 def test_a_python_task_that_ignores_the_flag_is_stopped_by_recycling_its_process(
     jobq: Run, start_worker: Callable[..., Any], tmp_path: Path
 ) -> None:
-    job_id = submit(jobq, f"{TASKS}.sleep", "60", "--max-attempts", "3")
+    job_id = cli_submit(jobq, f"{TASKS}.sleep", "60", "--max-attempts", "3")
     worker = start_worker("--procs", "1", "--cancel-grace", "1")
     wait_for(lambda: pids_of(tmp_path, "start-sleep", job_id), timeout=30)
     [first] = pids_of(tmp_path, "start-sleep", job_id)

@@ -10,30 +10,24 @@ from typing import Any
 import pytest
 
 from jobq import JobQ
-from tests.support.helpers import assert_refused, cli_status
+from tests.support.helpers import assert_refused, cli_status, cli_submit
 
 pytestmark = pytest.mark.slow
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def submit(jobq: Run, *args: str) -> int:
-    done = jobq("submit", *args)
-    assert done.returncode == 0, done.stderr
-    return int(done.stdout)
-
-
 def test_a_chain_runs_in_order_and_a_failure_cancels_what_waits_for_it(
     jobq: Run, start_worker: Callable[..., Any], tmp_path: Path
 ) -> None:
-    first = submit(jobq, "--cmd", "sleep 0.3; echo first >> order.txt")
-    second = submit(jobq, "--cmd", "echo second >> order.txt", "--after", str(first))
-    third = submit(
+    first = cli_submit(jobq, "--cmd", "sleep 0.3; echo first >> order.txt")
+    second = cli_submit(jobq, "--cmd", "echo second >> order.txt", "--after", str(first))
+    third = cli_submit(
         jobq, "--cmd", "echo third >> order.txt", "--after", str(second), "--after", str(first)
     )
-    broken = submit(jobq, "--cmd", "exit 1", "--after", str(third))
-    never = submit(jobq, "--cmd", "echo never >> order.txt", "--after", str(broken))
-    never_either = submit(jobq, "--cmd", "echo never >> order.txt", "--after", str(never))
+    broken = cli_submit(jobq, "--cmd", "exit 1", "--after", str(third))
+    never = cli_submit(jobq, "--cmd", "echo never >> order.txt", "--after", str(broken))
+    never_either = cli_submit(jobq, "--cmd", "echo never >> order.txt", "--after", str(never))
     assert [cli_status(jobq, n)["status"] for n in (first, second, never)] == [
         "queued",
         "deferred",
@@ -52,7 +46,7 @@ def test_a_chain_runs_in_order_and_a_failure_cancels_what_waits_for_it(
 
 
 def test_after_an_unknown_job_is_refused_and_nothing_is_written(jobq: Run, database: str) -> None:
-    real = submit(jobq, "--cmd", "true")
+    real = cli_submit(jobq, "--cmd", "true")
     assert_refused(jobq("submit", "--cmd", "true", "--after", str(real), "--after", "4242"), "4242")
     assert_refused(jobq("submit", "--cmd", "true", "--after", "zero"), "--after")
     assert cli_status(jobq)["counts"]["queued"] == 1

@@ -14,17 +14,11 @@ from typing import Any
 import pytest
 
 from jobq.shell import LOG_LIMIT
-from tests.support.helpers import JOBQ, assert_refused, cli_status, pid_alive, wait_for
+from tests.support.helpers import JOBQ, assert_refused, cli_status, cli_submit, pid_alive, wait_for
 
 pytestmark = pytest.mark.slow
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def submit_command(jobq: Run, *args: str) -> int:
-    done = jobq("submit", *args)
-    assert done.returncode == 0, done.stderr
-    return int(done.stdout)  # the id alone
 
 
 def drain(start_worker: Callable[..., Any], *args: str) -> None:
@@ -38,7 +32,7 @@ def test_a_command_runs_where_and_with_what_it_was_given_and_logs_both_streams(
     folder = tmp_path / "work dir"
     folder.mkdir()
     script = 'echo out; echo err >&2; echo "greeting=$GREETING"; pwd; echo "id=$JOBQ_JOB_ID"'
-    job_id = submit_command(
+    job_id = cli_submit(
         jobq, "--cmd", script, "--cwd", str(folder), "--env", "GREETING=hi there; rm -rf /"
     )
     drain(start_worker)
@@ -59,7 +53,7 @@ def test_a_relative_cwd_is_taken_from_where_submit_ran(
     jobq: Run, start_worker: Callable[..., Any], tmp_path: Path
 ) -> None:
     (tmp_path / "sub").mkdir()
-    job_id = submit_command(jobq, "--cmd", "pwd", "--cwd", "sub")
+    job_id = cli_submit(jobq, "--cmd", "pwd", "--cwd", "sub")
     drain(start_worker)
     assert jobq("logs", str(job_id)).stdout.strip() == str(tmp_path / "sub")
 
@@ -67,9 +61,9 @@ def test_a_relative_cwd_is_taken_from_where_submit_ran(
 def test_a_non_zero_exit_fails_with_its_code_and_is_retried_per_max_attempts(
     jobq: Run, start_worker: Callable[..., Any], tmp_path: Path
 ) -> None:
-    once = submit_command(jobq, "--cmd", "echo ran >> once.txt; exit 3")
-    twice = submit_command(jobq, "--cmd", "echo ran >> twice.txt; exit 4", "--max-attempts", "2")
-    killed = submit_command(jobq, "--cmd", "kill -KILL $$")
+    once = cli_submit(jobq, "--cmd", "echo ran >> once.txt; exit 3")
+    twice = cli_submit(jobq, "--cmd", "echo ran >> twice.txt; exit 4", "--max-attempts", "2")
+    killed = cli_submit(jobq, "--cmd", "kill -KILL $$")
     start_worker("--procs", "1", app=None)  # not --burst: the retry is scheduled a moment later
     wait_for(
         lambda: all(cli_status(jobq, n)["status"] == "failed" for n in (once, twice, killed)),
@@ -91,7 +85,7 @@ def test_a_timeout_stops_the_whole_process_group(
     jobq: Run, start_worker: Callable[..., Any], tmp_path: Path
 ) -> None:
     # The shell starts a background child and waits: both must go.
-    job_id = submit_command(jobq, "--cmd", "sleep 60 & echo $! > child.pid; wait", "--timeout", "1")
+    job_id = cli_submit(jobq, "--cmd", "sleep 60 & echo $! > child.pid; wait", "--timeout", "1")
     started = time.monotonic()
     drain(start_worker)
     assert time.monotonic() - started < 30
@@ -105,7 +99,7 @@ def test_a_timeout_stops_the_whole_process_group(
 def test_logs_follow_streams_until_the_job_ends(
     jobq: Run, start_worker: Callable[..., Any], cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    job_id = submit_command(jobq, "--cmd", "for i in 1 2 3; do echo tick $i; sleep 0.4; done")
+    job_id = cli_submit(jobq, "--cmd", "for i in 1 2 3; do echo tick $i; sleep 0.4; done")
     follower = subprocess.Popen(
         [*JOBQ, "logs", str(job_id), "--follow"],
         env=cli_env,
@@ -125,7 +119,7 @@ def test_output_past_the_limit_is_counted_not_kept_and_purge_removes_logs(
     jobq: Run, start_worker: Callable[..., Any], database: str
 ) -> None:
     extra = 123_456
-    job_id = submit_command(jobq, "--cmd", f"head -c {LOG_LIMIT + extra} /dev/zero | tr '\\0' x")
+    job_id = cli_submit(jobq, "--cmd", f"head -c {LOG_LIMIT + extra} /dev/zero | tr '\\0' x")
     drain(start_worker)
     assert cli_status(jobq, job_id)["status"] == "succeeded"
     log = Path(f"{database}.logs") / f"{job_id}.log"
@@ -134,7 +128,7 @@ def test_output_past_the_limit_is_counted_not_kept_and_purge_removes_logs(
     assert text.count("x") == LOG_LIMIT
     assert text.endswith(f"[jobq] output past {LOG_LIMIT} bytes dropped: {extra}\n")
 
-    newer = submit_command(jobq, "--cmd", "true")  # purge always keeps the newest job
+    newer = cli_submit(jobq, "--cmd", "true")  # purge always keeps the newest job
     drain(start_worker)
     assert jobq("purge", "--older-than", "0s").returncode == 0
     assert not log.exists()
@@ -163,7 +157,7 @@ def test_bad_commands_are_refused_before_anything_is_written(
 def test_a_worker_runs_no_command_from_a_database_others_can_write(
     jobq: Run, start_worker: Callable[..., Any], database: str
 ) -> None:
-    job_id = submit_command(jobq, "--cmd", "echo should not run")
+    job_id = cli_submit(jobq, "--cmd", "echo should not run")
     assert os.stat(database).st_mode & 0o777 == 0o600  # jobq creates it private
     os.chmod(database, 0o666)
     drain(start_worker)
@@ -191,7 +185,7 @@ def test_a_worker_runs_no_command_from_a_database_others_can_write(
 def test_a_timeout_stops_a_command_however_it_treats_its_output(
     jobq: Run, start_worker: Callable[..., Any], script: str
 ) -> None:
-    job_id = submit_command(jobq, "--cmd", script, "--timeout", "1")
+    job_id = cli_submit(jobq, "--cmd", script, "--timeout", "1")
     started = time.monotonic()
     drain(start_worker, "--cancel-grace", "1")
     assert time.monotonic() - started < 30
@@ -203,7 +197,7 @@ def test_a_timeout_stops_a_command_however_it_treats_its_output(
 def test_nothing_of_a_command_outlives_its_job(
     jobq: Run, start_worker: Callable[..., Any], tmp_path: Path
 ) -> None:
-    job_id = submit_command(jobq, "--cmd", "sleep 60 & echo $! > background.pid")
+    job_id = cli_submit(jobq, "--cmd", "sleep 60 & echo $! > background.pid")
     drain(start_worker)
     assert cli_status(jobq, job_id)["status"] == "succeeded"
     leftover = int((tmp_path / "background.pid").read_text())
@@ -213,7 +207,7 @@ def test_nothing_of_a_command_outlives_its_job(
 def test_a_forced_stop_kills_running_commands_and_queues_their_jobs_again(
     jobq: Run, start_worker: Callable[..., Any], tmp_path: Path
 ) -> None:
-    job_id = submit_command(jobq, "--cmd", "sleep 60 & echo $! > child.pid; wait")
+    job_id = cli_submit(jobq, "--cmd", "sleep 60 & echo $! > child.pid; wait")
     worker = start_worker("--procs", "1", "--grace", "0.5", app=None)
     wait_for(lambda: (tmp_path / "child.pid").exists(), timeout=30)
     child = int((tmp_path / "child.pid").read_text())
@@ -227,7 +221,7 @@ def test_a_forced_stop_kills_running_commands_and_queues_their_jobs_again(
 def test_a_worker_runs_no_command_from_a_folder_others_can_write(
     jobq: Run, start_worker: Callable[..., Any], tmp_path: Path
 ) -> None:
-    job_id = submit_command(jobq, "--cmd", "echo should not run")
+    job_id = cli_submit(jobq, "--cmd", "echo should not run")
     os.chmod(tmp_path, 0o777)
     try:
         drain(start_worker)
@@ -240,7 +234,7 @@ def test_a_worker_runs_no_command_from_a_folder_others_can_write(
 def test_commands_of_a_killed_worker_process_die_before_their_job_runs_again(
     jobq: Run, start_worker: Callable[..., Any], tmp_path: Path
 ) -> None:
-    job_id = submit_command(
+    job_id = cli_submit(
         jobq, "--cmd", "sleep 60 & echo $! >> children.txt; wait", "--max-attempts", "2"
     )
     worker = start_worker("--procs", "1", app=None)

@@ -16,17 +16,11 @@ from typing import Any
 
 import pytest
 
-from tests.support.helpers import JOBQ, assert_refused, wait_for
+from tests.support.helpers import JOBQ, assert_refused, cli_submit, wait_for
 
 pytestmark = pytest.mark.slow
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def submit(jobq: Run, *args: str) -> int:
-    done = jobq("submit", *args)
-    assert done.returncode == 0, done.stderr
-    return int(done.stdout)
 
 
 def run_on_a_terminal(command: list[str], env: dict[str, str], cwd: Path, timeout: float) -> str:
@@ -52,9 +46,9 @@ def run_on_a_terminal(command: list[str], env: dict[str, str], cwd: Path, timeou
 def test_wait_piped_prints_a_line_per_job_and_exits_1_when_one_failed(
     jobq: Run, start_worker: Callable[..., Any], cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    good = submit(jobq, "--cmd", "true")
-    bad = submit(jobq, "--cmd", "exit 5")
-    slow = submit(jobq, "--cmd", "sleep 0.5")
+    good = cli_submit(jobq, "--cmd", "true")
+    bad = cli_submit(jobq, "--cmd", "exit 5")
+    slow = cli_submit(jobq, "--cmd", "sleep 0.5")
     # No ids: every job not finished yet, read before the worker starts.
     waiter = subprocess.Popen(
         [*JOBQ, "wait"], env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE, text=True
@@ -78,7 +72,7 @@ def test_wait_piped_prints_a_line_per_job_and_exits_1_when_one_failed(
 
 
 def test_wait_gives_up_after_its_timeout_and_refuses_unknown_ids(jobq: Run) -> None:
-    job_id = submit(jobq, "--cmd", "true")  # no worker: it never ends
+    job_id = cli_submit(jobq, "--cmd", "true")  # no worker: it never ends
     started = time.monotonic()
     done = jobq("wait", str(job_id), "--timeout", "0.5")
     assert done.returncode == 2
@@ -90,7 +84,9 @@ def test_wait_gives_up_after_its_timeout_and_refuses_unknown_ids(jobq: Run) -> N
 def test_wait_on_a_terminal_draws_a_progress_bar(
     jobq: Run, start_worker: Callable[..., Any], cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    ids = [submit(jobq, "--cmd", "sleep 0.2") for _ in range(4)] + [submit(jobq, "--cmd", "exit 1")]
+    ids = [cli_submit(jobq, "--cmd", "sleep 0.2") for _ in range(4)] + [
+        cli_submit(jobq, "--cmd", "exit 1")
+    ]
     # The worker starts once wait has read the unfinished jobs.
     threading.Timer(1.0, lambda: start_worker("--procs", "1", app=None)).start()
     screen = run_on_a_terminal([*JOBQ, "wait"], cli_env, tmp_path, timeout=60)
@@ -103,7 +99,7 @@ def test_wait_on_a_terminal_draws_a_progress_bar(
 def test_status_watch_refreshes_until_interrupted(
     jobq: Run, start_worker: Callable[..., Any], cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    submit(jobq, "--cmd", "sleep 30")
+    cli_submit(jobq, "--cmd", "sleep 30")
     start_worker("--procs", "1", app=None)
     watcher = subprocess.Popen(
         [*JOBQ, "status", "--watch", "--interval", "0.2"],
@@ -123,7 +119,7 @@ def test_status_watch_refreshes_until_interrupted(
 def test_status_watch_on_a_terminal_shows_running_jobs_with_their_age(
     jobq: Run, start_worker: Callable[..., Any], cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    job_id = submit(jobq, "--cmd", "sleep 30")
+    job_id = cli_submit(jobq, "--cmd", "sleep 30")
     start_worker("--procs", "1", app=None)
     wait_for(lambda: json.loads(jobq("status", "--json").stdout)["counts"]["running"], timeout=30)
     command = [
@@ -142,7 +138,7 @@ def test_status_watch_on_a_terminal_shows_running_jobs_with_their_age(
 
 
 def test_list_shows_a_commands_text_and_json_for_programs(jobq: Run, tmp_path: Path) -> None:
-    job_id = submit(jobq, "--cmd", "echo hello", "--queue", "media")
+    job_id = cli_submit(jobq, "--cmd", "echo hello", "--queue", "media")
     table = jobq("list")
     assert "$ echo hello" in table.stdout and "media" in table.stdout
     [row] = json.loads(jobq("list", "--json").stdout)

@@ -182,6 +182,13 @@ def cli_json(jobq: Callable[..., Any], *args: str) -> Any:
     return json.loads(done.stdout)
 
 
+def cli_submit(jobq: Callable[..., Any], *args: str) -> int:
+    """``jobq submit ARGS...``: it must succeed and print the new job's id alone."""
+    done = jobq("submit", *args)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout)
+
+
 def cli_status(jobq: Callable[..., Any], *args: object) -> Any:
     """``jobq status [ID] --json``, as a user would run it."""
     return cli_json(jobq, "status", *map(str, args))
