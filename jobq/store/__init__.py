@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
 from .base import Store
@@ -21,22 +22,51 @@ _SQLITE_OPTIONS = {
 }
 
 
+# PostgreSQL: jobq's tables live in their own schema (``jobq`` unless ``?schema=`` names
+# another), so they never meet an application's own ``jobs`` table in a shared database.
+DEFAULT_SCHEMA = "jobq"
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
 @dataclass(frozen=True)
 class DatabaseConfig:
-    """A parsed database location."""
+    """A parsed database location.
 
-    backend: str  # "sqlite"
-    path: Path
+    SQLite: ``path`` and the URL ``options``. PostgreSQL: ``conninfo`` (the URL without
+    jobq's own options, for libpq) and ``schema``.
+    """
+
+    backend: str  # "sqlite" or "postgresql"
+    path: Path = Path()
     options: dict[str, str] = field(default_factory=dict)
+    conninfo: str = ""
+    schema: str = DEFAULT_SCHEMA
 
     @property
     def url(self) -> str:
+        if self.backend == "postgresql":
+            if self.schema == DEFAULT_SCHEMA:
+                return self.conninfo
+            return self.conninfo + ("&" if "?" in self.conninfo else "?") + f"schema={self.schema}"
         query = "&".join(f"{key}={value}" for key, value in sorted(self.options.items()))
         return f"sqlite:///{self.path}" + (f"?{query}" if query else "")
 
+    @property
+    def display(self) -> str:
+        """The location as shown to people: a PostgreSQL password is masked."""
+        if self.backend != "postgresql":
+            return self.url
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        host = parts.netloc.rsplit("@", 1)[1]
+        netloc = f"{parts.username or ''}:***@{host}"
+        return urlunsplit(parts._replace(netloc=netloc))
+
 
 def parse_database(location: str | Path) -> DatabaseConfig:
-    """Parse a plain path or a ``sqlite:///path?synchronous=full`` URL.
+    """Parse a plain path, a ``sqlite:///path?synchronous=full`` URL or a
+    ``postgresql://user@host:5432/dbname?schema=jobq`` URL.
 
     ``sqlite:///jobq.db`` is relative to the current directory; ``sqlite:////var/jobq.db``
     is absolute. Raises :class:`ConfigurationError` naming what is wrong.
@@ -49,13 +79,11 @@ def parse_database(location: str | Path) -> DatabaseConfig:
     parts = urlsplit(text)
     scheme = parts.scheme.lower()
     if scheme in ("postgresql", "postgres"):
-        raise ConfigurationError(
-            f"PostgreSQL is not supported by this version of jobq yet: {text!r}"
-        )
+        return _parse_postgresql(text)
     if scheme != "sqlite":
         raise ConfigurationError(
             f"unsupported database URL scheme {parts.scheme!r} in {text!r} "
-            "(use a file path or sqlite:///path)"
+            "(use a file path, sqlite:///path or postgresql://host/dbname)"
         )
     if parts.netloc:
         raise ConfigurationError(
@@ -82,6 +110,26 @@ def parse_database(location: str | Path) -> DatabaseConfig:
     return DatabaseConfig("sqlite", Path(raw_path).expanduser(), options)
 
 
+def _parse_postgresql(text: str) -> DatabaseConfig:
+    """A PostgreSQL URL: libpq reads it, except ``schema``, which is jobq's."""
+    parts = urlsplit(text)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = DEFAULT_SCHEMA
+    kept = []
+    for key, value in query:
+        if key == "schema":
+            schema = value
+        else:
+            kept.append((key, value))
+    if not _IDENTIFIER.match(schema):
+        raise ConfigurationError(
+            f"bad schema name {schema!r} in {text!r}: lower-case letters, digits and _, "
+            "not starting with a digit"
+        )
+    conninfo = urlunsplit(parts._replace(query=urlencode(kept)))
+    return DatabaseConfig("postgresql", conninfo=conninfo, schema=schema)
+
+
 def open_store(location: str | Path, *, create: bool = True) -> Store:
     """Open (and migrate) the store at ``location``.
 
@@ -89,6 +137,10 @@ def open_store(location: str | Path, *, create: bool = True) -> Store:
     a typo in ``--db`` names the problem instead of making an empty file.
     """
     config = parse_database(location)
+    if config.backend == "postgresql":
+        from .postgresql import PostgreSQLStore
+
+        return PostgreSQLStore(config, create=create)
     from .sqlite import SQLiteStore
 
     return SQLiteStore(config, create=create)

@@ -90,7 +90,9 @@ class Store(abc.ABC):
     def changed(self) -> bool:
         """Cheaply tell whether another connection committed since the last call.
 
-        May answer True spuriously; must not answer False when a commit happened.
+        May answer True spuriously. A commit is seen by the next call (SQLite), or by a call
+        once the server has delivered its notification, milliseconds later (PostgreSQL):
+        callers poll.
         """
 
     @abc.abstractmethod

@@ -6,7 +6,6 @@ Connections, schema checks and migrations live in :mod:`.sqlite_connections`.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -21,6 +20,16 @@ from ..faults import fault
 from ..models import STATUSES, TERMINAL, ClaimedJob, JobRecord, NewJob, Outcome, WorkerRecord
 from ..shell import SHELL_TASK
 from .base import Store
+from .records import (
+    CANCELLED_RUNNING,
+    GAVE_UP,
+    cancelled_waiting,
+    dependency_error,
+    load,
+    outcome_chunks,
+    pid_alive,
+    worker_lost,
+)
 from .sqlite_connections import SQLiteConnections, translate
 
 PURGE_CHUNK = 2000  # rows deleted per transaction by purge (a few milliseconds of work)
@@ -38,33 +47,9 @@ _INSERT = (
 
 _INSERT_ONE = _INSERT + " RETURNING id"
 
-_GAVE_UP = ("failed", "cancelled")  # a job waiting for one of these never runs
-
 # States that hold few jobs at a time, and the partial index that holds just them. Listing
 # the others walks the table newest first: most recent jobs are in them.
 _FEW = {"running": "jobs_running", "deferred": "jobs_deferred"}
-
-_CANCELLED_RUNNING = json.dumps(
-    {"type": "Cancelled", "message": "cancelled while running (jobq cancel)", "traceback": None}
-)
-
-
-def _cancelled_waiting(attempts: int, previous: str | None) -> str:
-    """The error of a job cancelled while waiting; a retry's last error is kept in it."""
-    if not attempts:
-        message, trace = "cancelled before it ran (jobq cancel)", None
-    else:
-        last = json.loads(previous) if previous else {}
-        message = "cancelled while waiting to retry (jobq cancel)"
-        if last:
-            message += f"; last error: {last.get('type')}: {last.get('message')}"
-        trace = last.get("traceback")
-    return json.dumps({"type": "Cancelled", "message": message, "traceback": trace})
-
-
-def _dependency_error(after_id: int, status: str) -> str:
-    message = f"job {after_id}, which this job waited for, {status}"
-    return json.dumps({"type": "DependencyFailed", "message": message, "traceback": None})
 
 
 # The jobs_finished index's condition, written out whole so that SQLite can use the index.
@@ -151,10 +136,6 @@ RETURNING jobs.id, jobs.status
 _COMPLETE_CHUNK = 500  # outcomes per statement: 9 parameters each, far below SQLite's limit
 
 
-def _load(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
 class SQLiteStore(SQLiteConnections, Store):
     """The Store interface on one SQLite file."""
 
@@ -213,7 +194,7 @@ class SQLiteStore(SQLiteConnections, Store):
         ids = []
         for job, row in zip(jobs, rows, strict=True):
             ended = [(job_id, statuses[job_id]) for job_id in job.after]
-            failed = [(job_id, status) for job_id, status in ended if status in _GAVE_UP]
+            failed = [(job_id, status) for job_id, status in ended if status in GAVE_UP]
             waiting = [job_id for job_id, status in ended if status != "succeeded"]
             values = list(row)
             if failed:
@@ -226,7 +207,7 @@ class SQLiteStore(SQLiteConnections, Store):
                 after_id, status = failed[0]
                 connection.execute(
                     "UPDATE jobs SET finished_at = ?, error = ? WHERE id = ?",
-                    (now, _dependency_error(after_id, status), job_id),
+                    (now, dependency_error(after_id, status), job_id),
                 )
             elif waiting:
                 connection.executemany(
@@ -324,18 +305,7 @@ class SQLiteStore(SQLiteConnections, Store):
     def _complete(self, connection: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[bool]:
         applied = [False] * len(outcomes)
         ended: dict[int, str] = {}  # jobs this batch finished: those waiting for them settle
-        pending = list(range(len(outcomes)))
-        while pending:
-            # One outcome per job per statement (an UPDATE ... FROM applies one of several
-            # matches, unspecified which); a second one for the same job goes in the next.
-            chunk: dict[int, int] = {}
-            later = []
-            for index in pending:
-                job_id = outcomes[index].job_id
-                if job_id in chunk or len(chunk) >= _COMPLETE_CHUNK:
-                    later.append(index)
-                else:
-                    chunk[job_id] = index
+        for chunk in outcome_chunks(outcomes, _COMPLETE_CHUNK):
             parameters: list[Any] = []
             for index in chunk.values():
                 outcome = outcomes[index]
@@ -352,14 +322,13 @@ class SQLiteStore(SQLiteConnections, Store):
                 )
             values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
             sql = _COMPLETE.format(values=values)
-            parameters += (_CANCELLED_RUNNING, time.time())  # the two ? after the VALUES
+            parameters += (CANCELLED_RUNNING, time.time())  # the two ? after the VALUES
             rows = connection.execute(sql, parameters).fetchall()
             for job_id, status in rows:
                 applied[chunk[job_id]] = True
                 if status in TERMINAL:
                     ended[job_id] = status
             fault("mid_complete")
-            pending = later
         if ended:
             self._settle(connection, ended)
         return applied
@@ -398,7 +367,7 @@ class SQLiteStore(SQLiteConnections, Store):
                 changed = connection.execute(
                     "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = ?"
                     " WHERE id = ? AND status = 'deferred'",
-                    (now, _dependency_error(after_id, status), job_id),
+                    (now, dependency_error(after_id, status), job_id),
                 ).rowcount
                 if changed:
                     cancelled[job_id] = "cancelled"
@@ -493,7 +462,7 @@ class SQLiteStore(SQLiteConnections, Store):
             "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = ?"
             " WHERE status = 'running' AND worker_id = ? AND cancel_requested IS NOT NULL"
             " RETURNING id",
-            (now, _CANCELLED_RUNNING, worker_id),
+            (now, CANCELLED_RUNNING, worker_id),
         ).fetchall()
         if cancelled:
             self._settle(connection, {row[0]: "cancelled" for row in cancelled})
@@ -505,7 +474,7 @@ class SQLiteStore(SQLiteConnections, Store):
                 (worker_id,),
             )
             return cursor.rowcount + len(cancelled)
-        error = json.dumps({"type": "WorkerLost", "message": reason, "traceback": None})
+        error = worker_lost(reason)
         failed = connection.execute(
             "UPDATE jobs SET status = 'failed', error = ?, finished_at = ?"
             " WHERE status = 'running' AND worker_id = ? AND attempts >= max_attempts"
@@ -538,7 +507,7 @@ class SQLiteStore(SQLiteConnections, Store):
                     "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = ?"
                     " WHERE id = ? AND claims = ? AND status = 'running' AND worker_id = ?"
                     " AND cancel_requested IS NOT NULL RETURNING id",
-                    (time.time(), _CANCELLED_RUNNING, job_id, claim, worker),
+                    (time.time(), CANCELLED_RUNNING, job_id, claim, worker),
                 ).fetchall()
             if cancelled:
                 self._settle(connection, {row[0]: "cancelled" for row in cancelled})
@@ -557,7 +526,7 @@ class SQLiteStore(SQLiteConnections, Store):
         for worker_id, pid, worker_host, heartbeat_at in rows:
             if heartbeat_at < now - lease:
                 dead.append((worker_id, f"worker {worker_id} stopped heartbeating"))
-            elif host is not None and worker_host == host and not _pid_alive(pid):
+            elif host is not None and worker_host == host and not pid_alive(pid):
                 dead.append((worker_id, f"worker process {pid} on {host} is gone"))
         reaped = []
         with self._write() as connection:
@@ -568,7 +537,7 @@ class SQLiteStore(SQLiteConnections, Store):
                 ).fetchone()
                 if row is None:
                     continue
-                if row[0] >= now - lease and not (host == row[2] and not _pid_alive(row[1])):
+                if row[0] >= now - lease and not (host == row[2] and not pid_alive(row[1])):
                     continue
                 self._release(connection, worker_id, reason, refund=False)
                 connection.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
@@ -597,7 +566,7 @@ class SQLiteStore(SQLiteConnections, Store):
                 pid=row[1],
                 host=row[2],
                 supervisor_pid=row[3],
-                queues=_load(row[4]),
+                queues=load(row[4]),
                 threads=row[5],
                 started_at=row[6],
                 heartbeat_at=row[7],
@@ -620,8 +589,8 @@ class SQLiteStore(SQLiteConnections, Store):
             max_attempts=row[6],
             args=json.loads(row[7]),
             kwargs=json.loads(row[8]),
-            result=_load(row[9]),
-            error=_load(row[10]),
+            result=load(row[9]),
+            error=load(row[10]),
             timeout=row[11],
             run_at=row[12],
             created_at=row[13],
@@ -730,7 +699,7 @@ class SQLiteStore(SQLiteConnections, Store):
                 )
             connection.execute(
                 "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = ? WHERE id = ?",
-                (time.time(), _cancelled_waiting(attempts, previous), job_id),
+                (time.time(), cancelled_waiting(attempts, previous), job_id),
             )
             connection.execute("DELETE FROM job_dependencies WHERE job_id = ?", (job_id,))
             self._settle(connection, {job_id: "cancelled"})
@@ -801,19 +770,3 @@ class SQLiteStore(SQLiteConnections, Store):
             rows = self._read("PRAGMA integrity_check")
             facts["integrity"] = "; ".join(str(row[0]) for row in rows)
         return facts
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (dead, not yet reaped: an orphan waits for init to reap it) is dead to us.
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            state = handle.read().rsplit(b")", 1)[-1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc (not Linux) or a race: kill(0) said it exists
-    return state not in (b"Z", b"X")

@@ -8,15 +8,19 @@ from pathlib import Path
 import pytest
 
 from jobq.store import Store, open_store
+from tests.support.postgres import fresh_database
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "sqlite":
         opened = open_store(tmp_path / "contract.db")
-    else:  # pragma: no cover - later backends
-        raise AssertionError(request.param)
-    yield opened
-    opened.close()
+        yield opened
+        opened.close()
+        return
+    with fresh_database() as url:
+        opened = open_store(url)
+        yield opened
+        opened.close()

@@ -193,7 +193,12 @@ def test_changed_notices_commits_from_other_connections(store: Store, tmp_path) 
     assert store.changed() is False
     other = open_store(store.url)
     other.enqueue([new()])
-    assert store.changed() is True
+    # PostgreSQL delivers its notification a moment after the commit: wait for it, briefly.
+    deadline = time.monotonic() + 5
+    while not store.changed():
+        assert time.monotonic() < deadline, "no change seen 5 s after a commit"
+        time.sleep(0.001)
+    assert store.changed() is False
     other.close()
 
 
@@ -294,9 +299,12 @@ def test_ids_are_never_reused_after_a_purge(store: Store) -> None:
     for job in store.claim(worker, None, 2):
         store.complete([done(job.id, worker, attempt=job.claim)])
     time.sleep(0.01)
-    # The newest job stays: a new job's id is the highest id + 1.
-    assert store.purge(["succeeded"], older_than=0) == 1
-    assert [record.id for record in store.list_jobs()] == [newest]
+    if store.url.startswith("postgresql"):  # an identity column: every finished job can go
+        assert store.purge(["succeeded"], older_than=0) == 2
+        assert store.list_jobs() == []
+    else:  # SQLite gives a new row the highest id + 1: the newest job stays
+        assert store.purge(["succeeded"], older_than=0) == 1
+        assert [record.id for record in store.list_jobs()] == [newest]
     [later] = store.enqueue([new()])
     assert later > newest
 

@@ -43,6 +43,7 @@ from hypothesis.stateful import (
 from jobq.errors import InvalidStateError, JobNotFoundError
 from jobq.models import STATUSES, NewJob, Outcome
 from jobq.store import Store, open_store
+from tests.support import postgres
 
 from .conftest import BACKENDS
 
@@ -73,6 +74,9 @@ def open_backend(backend: str, directory: Path) -> Store:
     """A fresh, migrated store of ``backend`` for one example."""
     if backend == "sqlite":
         return open_store(directory / "properties.db")
+    if backend == "postgresql":
+        schema = f"jobq_props_{directory.name.replace('-', '_').lower()}"
+        return open_store(f"{postgres.SERVER}?schema={schema}")
     raise AssertionError(f"no factory for backend {backend!r}: add one here")
 
 
@@ -94,6 +98,7 @@ class StoreMachine(RuleBasedStateMachine):
     def __init__(self, backend: str) -> None:
         super().__init__()
         self.directory = Path(tempfile.mkdtemp(prefix="jobq-props-"))
+        self.backend = backend
         self.store = open_backend(backend, self.directory)
         self.jobs: dict[int, ModelJob] = {}
         self.live: set[str] = set()
@@ -101,6 +106,8 @@ class StoreMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.store.close()
+        if self.backend == "postgresql":
+            postgres.drop_schema(self.store.schema)  # type: ignore[attr-defined]
         shutil.rmtree(self.directory, ignore_errors=True)
 
     # -- model helpers ---------------------------------------------------------------------
@@ -397,6 +404,8 @@ class StoreMachine(RuleBasedStateMachine):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_store_state_machine(backend: str) -> None:
+    if backend == "postgresql":
+        postgres.require()
     run_state_machine_as_test(
         lambda: StoreMachine(backend),
         settings=settings(

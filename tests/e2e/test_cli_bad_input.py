@@ -340,7 +340,7 @@ def test_db_is_a_foreign_sqlite_database(jobq: Any, tmp_path: Path) -> None:
     [
         ("mysql://user@host/jobs", ("mysql",)),
         ("redis://localhost:6379/0", ("redis",)),
-        ("postgresql://localhost/jobs", ("postgresql",)),
+        ("postgresql://127.0.0.1:5432/test?schema=No", ("bad schema name",)),
         ("sqlite:///x.db?bogus=1", ("bogus",)),
         ("sqlite:///x.db?synchronous=sometimes", ("synchronous",)),
         ("sqlite:///x.db?busy_timeout=soon", ("busy_timeout",)),

@@ -39,7 +39,9 @@ def test_paths_and_urls(text: str, path: Path, options: dict[str, str]) -> None:
         ("sqlite:///x.db?fast=yes", "unknown SQLite URL option 'fast'"),
         ("sqlite:///x.db?busy_timeout=soon", "whole number"),
         ("sqlite:///x.db?max_page_count=-1", "whole number"),
-        ("postgresql://localhost/test", "PostgreSQL"),
+        ("postgresql://localhost/test?schema=Jobs", "bad schema name 'Jobs'"),
+        ("postgresql://localhost/test?schema=1st", "bad schema name"),
+        ("postgresql://localhost/test?schema=a;drop", "bad schema name"),
     ],
 )
 def test_bad_locations_are_named(text: str, message: str) -> None:
@@ -50,3 +52,17 @@ def test_bad_locations_are_named(text: str, message: str) -> None:
 def test_url_round_trips() -> None:
     config = parse_database("sqlite:////tmp/x.db?synchronous=full")
     assert parse_database(config.url) == config
+
+
+def test_postgresql_urls_keep_libpq_options_and_take_the_schema() -> None:
+    config = parse_database("postgresql://jobs@db:5432/app?sslmode=require&schema=queue_a")
+    assert config.backend == "postgresql" and config.schema == "queue_a"
+    assert config.conninfo == "postgresql://jobs@db:5432/app?sslmode=require"
+    assert parse_database(config.url) == config
+    assert parse_database("postgres://db/app").schema == "jobq"  # jobq's own schema by default
+
+
+def test_a_postgresql_password_is_never_displayed() -> None:
+    config = parse_database("postgresql://jobs:s3cret@db/app?schema=q")
+    assert "s3cret" not in config.display
+    assert config.display == "postgresql://jobs:***@db/app?schema=q"

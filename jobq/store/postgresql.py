@@ -1,0 +1,693 @@
+"""The PostgreSQL store: the same jobs and workers as SQLite, shared by workers on many hosts.
+
+Claims take rows with ``FOR UPDATE SKIP LOCKED``, so concurrent workers never wait for each
+other's jobs; a batch of outcomes is one fenced ``UPDATE ... FROM unnest(...)``. Every time
+is the database's clock (:data:`NOW`): hosts' clocks never meet. Connections, the schema and
+LISTEN/NOTIFY live in :mod:`.postgresql_connections`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import InvalidStateError, JobNotFoundError
+from ..faults import fault
+from ..models import STATUSES, TERMINAL, ClaimedJob, JobRecord, NewJob, Outcome, WorkerRecord
+from ..shell import SHELL_TASK
+from .base import Store
+from .postgresql_connections import NOW, PostgreSQLConnections
+from .records import (
+    CANCELLED_RUNNING,
+    GAVE_UP,
+    cancelled_waiting,
+    dependency_error,
+    load,
+    outcome_chunks,
+    pid_alive,
+    worker_lost,
+)
+
+PURGE_CHUNK = 5000  # rows deleted per transaction by purge
+PURGE_PAUSE = 0.01  # seconds between chunks
+
+_JOB_COLUMNS = (
+    "id, task, queue, status, priority, attempts, max_attempts, args, kwargs, result, error,"
+    " timeout, run_at, created_at, started_at, finished_at, worker_id"
+)
+_ENDED = "('succeeded', 'failed', 'cancelled')"
+
+# A delay (seconds from now, by the submitting host's reckoning) becomes a time on the
+# database's clock. Rows come back in the order of the arrays (WITH ORDINALITY).
+_INSERT = f"""
+INSERT INTO jobs (task, queue, status, priority, args, kwargs, max_attempts, timeout,
+    run_at, created_at)
+SELECT task, queue,
+    CASE WHEN status IS NOT NULL THEN status WHEN delay > 0 THEN 'scheduled' ELSE 'queued' END,
+    priority, args, kwargs, max_attempts, timeout, {NOW} + GREATEST(COALESCE(delay, 0), 0), {NOW}
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[],
+    %s::bigint[], %s::float8[], %s::float8[]) WITH ORDINALITY
+    AS new(task, queue, status, priority, args, kwargs, max_attempts, timeout, delay, position)
+ORDER BY position
+RETURNING id
+"""
+
+_PROMOTE = f"""
+UPDATE jobs SET status = 'queued'
+WHERE id IN (SELECT id FROM jobs WHERE status = 'scheduled' AND run_at <= {NOW}
+             ORDER BY run_at LIMIT 1000 FOR UPDATE SKIP LOCKED)
+"""
+
+# The best queued jobs no other transaction holds, taken in one statement. A reaped worker
+# (its row gone) takes nothing: it would hold jobs that nobody runs or recovers.
+_TAKE = f"""
+UPDATE jobs SET status = 'running', worker_id = %(worker)s, attempts = attempts + 1,
+    claims = claims + 1, started_at = {NOW}, finished_at = NULL
+WHERE id IN (
+    SELECT id FROM jobs
+    WHERE status = 'queued'{{where}}
+        AND EXISTS (SELECT 1 FROM workers WHERE id = %(worker)s)
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED)
+RETURNING id, task, queue, args, kwargs, attempts, max_attempts, timeout, priority, claims,
+    started_at
+"""
+
+# Fenced like SQLite's: an outcome applies only while its job is running, held by this worker,
+# under this claim. A job asked to cancel that would go back to waiting ends cancelled.
+_COMPLETE = f"""
+UPDATE jobs SET status = CASE WHEN jobs.cancel_requested IS NOT NULL
+        AND outcome.status NOT IN {_ENDED} THEN 'cancelled' ELSE outcome.status END,
+    result = outcome.result,
+    error = CASE WHEN jobs.cancel_requested IS NOT NULL AND outcome.status NOT IN {_ENDED}
+        THEN %s WHEN outcome.refund THEN jobs.error ELSE outcome.error END,
+    finished_at = CASE WHEN outcome.status IN {_ENDED} OR jobs.cancel_requested IS NOT NULL
+        THEN {NOW} END,
+    run_at = CASE WHEN outcome.delay IS NULL THEN jobs.run_at
+        ELSE {NOW} + GREATEST(outcome.delay, 0) END,
+    attempts = GREATEST(jobs.attempts - CASE WHEN outcome.refund THEN 1 ELSE 0 END, 0),
+    worker_id = CASE WHEN outcome.status IN {_ENDED} THEN jobs.worker_id END
+FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[],
+    %s::float8[], %s::boolean[]) AS outcome(id, worker, claim, status, result, error, delay,
+    refund)
+WHERE jobs.id = outcome.id AND jobs.status = 'running' AND jobs.worker_id = outcome.worker
+    AND jobs.claims = outcome.claim
+RETURNING jobs.id, jobs.status
+"""
+_COMPLETE_CHUNK = 1000
+
+
+def _delay(at: float | None) -> float | None:
+    """A host's absolute time as seconds from now (the database adds its own now)."""
+    return None if at is None else at - time.time()
+
+
+class PostgreSQLStore(PostgreSQLConnections, Store):
+    """The Store interface on one PostgreSQL database (jobq's own schema in it)."""
+
+    # -- submitting ------------------------------------------------------------------------
+
+    def enqueue(self, jobs: Sequence[NewJob]) -> list[int]:
+        if not jobs:
+            return []
+        with self._write() as connection:
+            found: dict[int, str] = {}
+            statuses: list[str | None] = [None] * len(jobs)
+            if any(job.after for job in jobs):
+                found, statuses = self._after_statuses(connection, jobs)
+            columns: list[list[Any]] = [[] for _ in range(9)]
+            for job, status in zip(jobs, statuses, strict=True):
+                values = (
+                    job.task,
+                    job.queue,
+                    status,
+                    job.priority,
+                    job.args,
+                    job.kwargs,
+                    job.max_attempts,
+                    job.timeout,
+                    _delay(job.run_at),
+                )
+                for column, value in zip(columns, values, strict=True):
+                    column.append(value)
+            ids = [row[0] for row in connection.execute(_INSERT, columns).fetchall()]
+            if found:
+                self._record_after(connection, jobs, ids, statuses, found)
+            self._notify(connection)
+        return ids
+
+    @staticmethod
+    def _after_statuses(
+        connection: Any, jobs: Sequence[NewJob]
+    ) -> tuple[dict[int, str], list[str | None]]:
+        """The status of each job waited for, and each new job's first status: deferred,
+        cancelled, or None (queued or scheduled).
+
+        The jobs waited for are locked (FOR SHARE) until this commits: one finishing meanwhile
+        settles after us and sees our dependency rows.
+        """
+        wanted = sorted({job_id for job in jobs for job_id in job.after})
+        found = dict(
+            connection.execute(
+                "SELECT id, status FROM jobs WHERE id = ANY(%s) ORDER BY id FOR SHARE",
+                (wanted,),
+            ).fetchall()
+        )
+        missing = [job_id for job_id in wanted if job_id not in found]
+        if missing:
+            raise JobNotFoundError(
+                f"no job with id {missing[0]} to wait for (after); nothing was submitted"
+            )
+        statuses: list[str | None] = []
+        for job in jobs:
+            ended = [found[job_id] for job_id in job.after]
+            if any(status in GAVE_UP for status in ended):
+                statuses.append("cancelled")
+            elif any(status != "succeeded" for status in ended):
+                statuses.append("deferred")
+            else:
+                statuses.append(None)
+        return found, statuses
+
+    @staticmethod
+    def _record_after(
+        connection: Any,
+        jobs: Sequence[NewJob],
+        ids: list[int],
+        statuses: list[str | None],
+        found: dict[int, str],
+    ) -> None:
+        for job, job_id, status in zip(jobs, ids, statuses, strict=True):
+            if status == "cancelled":
+                after_id, ended = next((i, found[i]) for i in job.after if found[i] in GAVE_UP)
+                connection.execute(
+                    f"UPDATE jobs SET finished_at = {NOW}, error = %s WHERE id = %s",
+                    (dependency_error(after_id, ended), job_id),
+                )
+            elif status == "deferred":
+                waiting = sorted({i for i in job.after if found[i] != "succeeded"})
+                connection.execute(
+                    "INSERT INTO job_dependencies (after_id, job_id)"
+                    " SELECT unnest(%s::bigint[]), %s ON CONFLICT DO NOTHING",
+                    (waiting, job_id),
+                )
+
+    # -- the worker's hot path -------------------------------------------------------------
+
+    def claim(
+        self,
+        worker_id: str,
+        queues: Sequence[str] | None,
+        limit: int,
+        *,
+        commands_only: bool = False,
+    ) -> list[ClaimedJob]:
+        if limit <= 0:
+            return []
+        with self._write() as connection:
+            return self._claim(connection, worker_id, queues, limit, commands_only)
+
+    def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        with self._write() as connection:
+            return self._complete(connection, outcomes)
+
+    def complete_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        worker_id: str,
+        queues: Sequence[str] | None,
+        limit: int,
+        *,
+        commands_only: bool = False,
+    ) -> tuple[list[bool], list[ClaimedJob]]:
+        if not outcomes and limit <= 0:
+            return [], []
+        with self._write() as connection:
+            applied = self._complete(connection, outcomes)
+            jobs = []
+            if limit > 0:
+                jobs = self._claim(connection, worker_id, queues, limit, commands_only)
+        return applied, jobs
+
+    def _claim(
+        self,
+        connection: Any,
+        worker_id: str,
+        queues: Sequence[str] | None,
+        limit: int,
+        commands_only: bool,
+    ) -> list[ClaimedJob]:
+        connection.execute(_PROMOTE)
+        where, parameters = self._filter(queues, commands_only)
+        parameters.update(worker=worker_id, limit=limit)
+        rows = connection.execute(_TAKE.format(where=where), parameters).fetchall()
+        jobs = [ClaimedJob(*row) for row in rows]
+        jobs.sort(key=lambda job: (-job.priority, job.id))
+        return jobs
+
+    @staticmethod
+    def _filter(queues: Sequence[str] | None, commands_only: bool) -> tuple[str, dict[str, Any]]:
+        where, parameters = "", dict[str, Any]()
+        if commands_only:
+            where += f" AND task = '{SHELL_TASK}'"
+        if queues and len(queues) == 1:
+            where += " AND queue = %(queue)s"
+            parameters["queue"] = queues[0]
+        elif queues:
+            where += " AND queue = ANY(%(queues)s)"
+            parameters["queues"] = list(queues)
+        return where, parameters
+
+    def _complete(self, connection: Any, outcomes: Sequence[Outcome]) -> list[bool]:
+        applied = [False] * len(outcomes)
+        ended: dict[int, str] = {}  # jobs this batch finished: those waiting for them settle
+        for chunk in outcome_chunks(outcomes, _COMPLETE_CHUNK):
+            columns: list[list[Any]] = [[] for _ in range(8)]
+            for index in sorted(chunk.values(), key=lambda i: outcomes[i].job_id):
+                outcome = outcomes[index]
+                values = (
+                    outcome.job_id,
+                    outcome.worker_id,
+                    outcome.claim,
+                    outcome.status,
+                    outcome.result,
+                    outcome.error,
+                    _delay(outcome.run_at),
+                    outcome.refund,
+                )
+                for column, value in zip(columns, values, strict=True):
+                    column.append(value)
+            rows = connection.execute(_COMPLETE, [CANCELLED_RUNNING, *columns]).fetchall()
+            for job_id, status in rows:
+                applied[chunk[job_id]] = True
+                if status in TERMINAL:
+                    ended[job_id] = status
+            fault("mid_complete")
+        if ended:
+            self._settle(connection, ended)
+        if any(applied):
+            self._notify(connection)
+        return applied
+
+    def _settle(self, connection: Any, ended: dict[int, str]) -> None:
+        """Jobs waiting for ``ended`` (id -> terminal status): release those whose every
+        dependency has now succeeded; cancel those whose dependency failed or was cancelled,
+        and so on down the chain."""
+        while ended:
+            edges = connection.execute(
+                "DELETE FROM job_dependencies WHERE after_id = ANY(%s) RETURNING after_id, job_id",
+                (list(ended),),
+            ).fetchall()
+            cancelled: dict[int, str] = {}
+            for after_id, job_id in edges:
+                status = ended[after_id]
+                if status == "succeeded":
+                    connection.execute(
+                        f"UPDATE jobs SET status = CASE WHEN run_at > {NOW} THEN 'scheduled'"
+                        " ELSE 'queued' END WHERE id = %s AND status = 'deferred' AND NOT EXISTS"
+                        " (SELECT 1 FROM job_dependencies WHERE job_id = %s)",
+                        (job_id, job_id),
+                    )
+                    continue
+                connection.execute("DELETE FROM job_dependencies WHERE job_id = %s", (job_id,))
+                changed = connection.execute(
+                    f"UPDATE jobs SET status = 'cancelled', finished_at = {NOW}, error = %s"
+                    " WHERE id = %s AND status = 'deferred'",
+                    (dependency_error(after_id, status), job_id),
+                ).rowcount
+                if changed:
+                    cancelled[job_id] = "cancelled"
+            ended = cancelled
+
+    def next_run_at(
+        self, queues: Sequence[str] | None, *, commands_only: bool = False
+    ) -> float | None:
+        where, parameters = self._filter(queues, commands_only)
+        # Seconds from the database's now, made a time on this host's clock.
+        rows = self._read(
+            f"SELECT LEAST((SELECT MIN(run_at) FROM jobs WHERE status = 'queued'{where}),"
+            f" (SELECT MIN(run_at) FROM jobs WHERE status = 'scheduled'{where})) - {NOW}",
+            parameters,
+        )
+        return None if rows[0][0] is None else time.time() + rows[0][0]
+
+    def runnable_count(self, queues: Sequence[str] | None, *, commands_only: bool = False) -> int:
+        where, parameters = self._filter(queues, commands_only)
+        rows = self._read(
+            f"SELECT (SELECT COUNT(*) FROM jobs WHERE status = 'queued'{where})"
+            " + (SELECT COUNT(*) FROM jobs WHERE status = 'scheduled'"
+            f" AND run_at <= {NOW}{where})",
+            parameters,
+        )
+        return int(rows[0][0])
+
+    # -- workers and recovery --------------------------------------------------------------
+
+    def register_worker(
+        self,
+        worker_id: str,
+        *,
+        kind: str,
+        pid: int,
+        host: str,
+        supervisor_pid: int | None,
+        queues: Sequence[str] | None,
+        threads: int,
+    ) -> None:
+        self._execute(
+            "INSERT INTO workers (id, kind, pid, host, supervisor_pid, queues, threads,"
+            f" started_at, heartbeat_at) VALUES (%s, %s, %s, %s, %s, %s, %s, {NOW}, {NOW})"
+            " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, pid = excluded.pid,"
+            " host = excluded.host, supervisor_pid = excluded.supervisor_pid,"
+            " queues = excluded.queues, threads = excluded.threads,"
+            " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at",
+            (
+                worker_id,
+                kind,
+                pid,
+                host,
+                supervisor_pid,
+                json.dumps(list(queues)) if queues else None,
+                threads,
+            ),
+        )
+
+    def heartbeat(self, worker_id: str) -> bool:
+        changed = self._execute(
+            f"UPDATE workers SET heartbeat_at = {NOW} WHERE id = %s", (worker_id,)
+        )
+        return changed == 1
+
+    def _release(self, connection: Any, worker_id: str, reason: str, refund: bool) -> int:
+        # A job someone asked to cancel ends cancelled, whatever became of its worker.
+        cancelled = connection.execute(
+            f"UPDATE jobs SET status = 'cancelled', finished_at = {NOW}, error = %s"
+            " WHERE status = 'running' AND worker_id = %s AND cancel_requested IS NOT NULL"
+            " RETURNING id",
+            (CANCELLED_RUNNING, worker_id),
+        ).fetchall()
+        if cancelled:
+            self._settle(connection, {row[0]: "cancelled" for row in cancelled})
+        if refund:
+            count = connection.execute(
+                "UPDATE jobs SET status = 'queued', attempts = GREATEST(attempts - 1, 0),"
+                " worker_id = NULL, started_at = NULL"
+                " WHERE status = 'running' AND worker_id = %s",
+                (worker_id,),
+            ).rowcount
+            return count + len(cancelled)
+        error = worker_lost(reason)
+        failed = connection.execute(
+            f"UPDATE jobs SET status = 'failed', error = %s, finished_at = {NOW}"
+            " WHERE status = 'running' AND worker_id = %s AND attempts >= max_attempts"
+            " RETURNING id",
+            (error, worker_id),
+        ).fetchall()
+        if failed:
+            self._settle(connection, {row[0]: "failed" for row in failed})
+        queued = connection.execute(
+            f"UPDATE jobs SET status = 'queued', error = %s, worker_id = NULL, run_at = {NOW}"
+            " WHERE status = 'running' AND worker_id = %s",
+            (error, worker_id),
+        ).rowcount
+        return len(cancelled) + len(failed) + queued
+
+    def release_worker(self, worker_id: str, *, reason: str, refund: bool) -> int:
+        with self._write() as connection:
+            count = self._release(connection, worker_id, reason, refund)
+            connection.execute("DELETE FROM workers WHERE id = %s", (worker_id,))
+            if count:
+                self._notify(connection)
+        return count
+
+    def release_jobs(self, worker_id: str, claims: Sequence[tuple[int, int]]) -> int:
+        if not claims:
+            return 0
+        ids = [job_id for job_id, _ in claims]
+        numbers = [claim for _, claim in claims]
+        fence = (
+            "jobs.id = taken.id AND jobs.claims = taken.claim AND jobs.status = 'running'"
+            " AND jobs.worker_id = %s"
+        )
+        taken = "unnest(%s::bigint[], %s::bigint[]) AS taken(id, claim)"
+        with self._write() as connection:
+            cancelled = connection.execute(
+                f"UPDATE jobs SET status = 'cancelled', finished_at = {NOW}, error = %s"
+                f" FROM {taken} WHERE {fence} AND cancel_requested IS NOT NULL RETURNING jobs.id",
+                (CANCELLED_RUNNING, ids, numbers, worker_id),
+            ).fetchall()
+            if cancelled:
+                self._settle(connection, {row[0]: "cancelled" for row in cancelled})
+            count = connection.execute(
+                "UPDATE jobs SET status = 'queued', attempts = GREATEST(attempts - 1, 0),"
+                f" worker_id = NULL, started_at = NULL FROM {taken} WHERE {fence}",
+                (ids, numbers, worker_id),
+            ).rowcount
+            if count or cancelled:
+                self._notify(connection)
+        return count + len(cancelled)
+
+    def reap(self, lease: float, host: str | None = None) -> list[str]:
+        rows = self._read(f"SELECT id, pid, host, heartbeat_at < {NOW} - %s FROM workers", (lease,))
+        dead = []
+        for worker_id, pid, worker_host, silent in rows:
+            if silent:
+                dead.append((worker_id, f"worker {worker_id} stopped heartbeating"))
+            elif host is not None and worker_host == host and not pid_alive(pid):
+                dead.append((worker_id, f"worker process {pid} on {host} is gone"))
+        reaped = []
+        with self._write() as connection:
+            for worker_id, reason in dead:
+                # Re-check under the row's lock: the worker may have heartbeated meanwhile.
+                row = connection.execute(
+                    f"SELECT heartbeat_at < {NOW} - %s, pid, host FROM workers WHERE id = %s"
+                    " FOR UPDATE",
+                    (lease, worker_id),
+                ).fetchone()
+                if row is None:
+                    continue
+                if not row[0] and not (host == row[2] and not pid_alive(row[1])):
+                    continue
+                self._release(connection, worker_id, reason, refund=False)
+                connection.execute("DELETE FROM workers WHERE id = %s", (worker_id,))
+                reaped.append(worker_id)
+            # Safety net: running jobs whose worker row is gone (and past the lease).
+            orphans = connection.execute(
+                "SELECT DISTINCT worker_id FROM jobs WHERE status = 'running'"
+                f" AND started_at < {NOW} - %s"
+                " AND NOT EXISTS (SELECT 1 FROM workers WHERE workers.id = jobs.worker_id)",
+                (lease,),
+            ).fetchall()
+            for (worker_id,) in orphans:
+                self._release(connection, worker_id, f"worker {worker_id} is gone", False)
+                reaped.append(worker_id)
+            if reaped:
+                self._notify(connection)
+        return reaped
+
+    def workers(self) -> list[WorkerRecord]:
+        rows = self._read(
+            "SELECT w.id, w.pid, w.host, w.supervisor_pid, w.queues, w.threads, w.started_at,"
+            " w.heartbeat_at, (SELECT COUNT(*) FROM jobs j WHERE j.status = 'running'"
+            " AND j.worker_id = w.id) FROM workers w WHERE w.kind = 'worker'"
+            " ORDER BY w.started_at, w.id"
+        )
+        return [
+            WorkerRecord(
+                id=row[0],
+                pid=row[1],
+                host=row[2],
+                supervisor_pid=row[3],
+                queues=load(row[4]),
+                threads=row[5],
+                started_at=row[6],
+                heartbeat_at=row[7],
+                running=row[8],
+            )
+            for row in rows
+        ]
+
+    # -- inspecting and managing jobs ------------------------------------------------------
+
+    @staticmethod
+    def _record(row: Sequence[Any]) -> JobRecord:
+        return JobRecord(
+            id=row[0],
+            task=row[1],
+            queue=row[2],
+            status=row[3],
+            priority=row[4],
+            attempts=row[5],
+            max_attempts=row[6],
+            args=json.loads(row[7]),
+            kwargs=json.loads(row[8]),
+            result=load(row[9]),
+            error=load(row[10]),
+            timeout=row[11],
+            run_at=row[12],
+            created_at=row[13],
+            started_at=row[14],
+            finished_at=row[15],
+            worker=row[16],
+        )
+
+    def get_job(self, job_id: int) -> JobRecord:
+        rows = self._read(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = %s", (job_id,))
+        if not rows:
+            raise JobNotFoundError(f"no job with id {job_id}")
+        return self._record(rows[0])
+
+    def job_statuses(self, job_ids: Sequence[int]) -> dict[int, str]:
+        rows = self._read("SELECT id, status FROM jobs WHERE id = ANY(%s)", (list(job_ids),))
+        return {row[0]: row[1] for row in rows}
+
+    def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 50,
+    ) -> list[JobRecord]:
+        clauses, parameters = [], []
+        for column, value in (("status", status), ("queue", queue), ("task", task)):
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                parameters.append(value)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._read(
+            f"SELECT {_JOB_COLUMNS} FROM jobs{where} ORDER BY id DESC LIMIT %s",
+            [*parameters, limit],
+        )
+        return [self._record(row) for row in rows]
+
+    def counts(self) -> dict[str, Any]:
+        # One count per state, each over the partial index of that state.
+        rows = self._read(
+            "SELECT queue, 'queued', COUNT(*) FROM jobs WHERE status = 'queued' GROUP BY queue"
+            " UNION ALL SELECT queue, 'deferred', COUNT(*) FROM jobs WHERE status = 'deferred'"
+            " GROUP BY queue"
+            " UNION ALL SELECT queue, 'scheduled', COUNT(*) FROM jobs"
+            " WHERE status = 'scheduled' GROUP BY queue"
+            " UNION ALL SELECT queue, 'running', COUNT(*) FROM jobs WHERE status = 'running'"
+            " GROUP BY queue"
+            " UNION ALL SELECT queue, status, COUNT(*) FROM jobs"
+            f" WHERE status IN {_ENDED} GROUP BY status, queue"
+        )
+        counts = dict.fromkeys(STATUSES, 0)
+        queues: dict[str, dict[str, int]] = {}
+        for queue, status, count in rows:
+            counts[status] += count
+            queues.setdefault(queue, dict.fromkeys(STATUSES, 0))[status] = count
+        return {"counts": counts, "queues": dict(sorted(queues.items()))}
+
+    def retry_job(self, job_id: int) -> None:
+        with self._write() as connection:
+            self._check_status(connection, job_id, ("failed", "cancelled"), "retried")
+            connection.execute(
+                f"UPDATE jobs SET status = 'queued', attempts = 0, run_at = {NOW},"
+                " result = NULL, started_at = NULL, finished_at = NULL, worker_id = NULL,"
+                " cancel_requested = NULL WHERE id = %s",
+                (job_id,),
+            )
+            self._notify(connection)
+
+    def unfinished_job_ids(self) -> list[int]:
+        rows = self._read(
+            "SELECT id FROM jobs WHERE status = 'deferred'"
+            " UNION ALL SELECT id FROM jobs WHERE status = 'queued'"
+            " UNION ALL SELECT id FROM jobs WHERE status = 'scheduled'"
+            " UNION ALL SELECT id FROM jobs WHERE status = 'running'"
+        )
+        return sorted(row[0] for row in rows)
+
+    def cancel_job(self, job_id: int) -> str:
+        with self._write() as connection:
+            row = connection.execute(
+                "SELECT status, attempts, error FROM jobs WHERE id = %s FOR UPDATE", (job_id,)
+            ).fetchone()
+            if row is None:
+                raise JobNotFoundError(f"no job with id {job_id}")
+            status, attempts, previous = row
+            if status == "running":
+                connection.execute(
+                    f"UPDATE jobs SET cancel_requested = COALESCE(cancel_requested, {NOW})"
+                    " WHERE id = %s",
+                    (job_id,),
+                )
+                return "cancelling"
+            if status in TERMINAL:
+                raise InvalidStateError(
+                    f"job {job_id} is {status}; only waiting or running jobs can be cancelled"
+                )
+            connection.execute(
+                f"UPDATE jobs SET status = 'cancelled', finished_at = {NOW}, error = %s"
+                " WHERE id = %s",
+                (cancelled_waiting(attempts, previous), job_id),
+            )
+            connection.execute("DELETE FROM job_dependencies WHERE job_id = %s", (job_id,))
+            self._settle(connection, {job_id: "cancelled"})
+            self._notify(connection)
+            return "cancelled"
+
+    def cancel_requests(self, worker_id: str) -> list[tuple[int, int]]:
+        rows = self._read(
+            "SELECT id, claims FROM jobs WHERE worker_id = %s AND status = 'running'"
+            " AND cancel_requested IS NOT NULL",
+            (worker_id,),
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    @staticmethod
+    def _check_status(connection: Any, job_id: int, allowed: tuple[str, ...], verb: str) -> None:
+        row = connection.execute(
+            "SELECT status FROM jobs WHERE id = %s FOR UPDATE", (job_id,)
+        ).fetchone()
+        if row is None:
+            raise JobNotFoundError(f"no job with id {job_id}")
+        if row[0] not in allowed:
+            raise InvalidStateError(
+                f"job {job_id} is {row[0]}; only {' or '.join(allowed)} jobs can be {verb}"
+            )
+
+    def purge(self, statuses: Sequence[str], older_than: float) -> int:
+        # In chunks, each its own short transaction: one huge DELETE would hold its locks and
+        # bloat the WAL at once. PostgreSQL never hands out an id twice (an identity column).
+        query = (
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs"
+            f" WHERE status IN {_ENDED} AND status = ANY(%s) AND finished_at < {NOW} - %s"
+            f" LIMIT {PURGE_CHUNK})"
+        )
+        deleted = 0
+        while True:
+            count = self._execute(query, (list(statuses), older_than))
+            deleted += count
+            if count < PURGE_CHUNK:
+                return deleted
+            time.sleep(PURGE_PAUSE)
+
+    def describe(self, *, integrity: bool = False) -> dict[str, Any]:
+        tables = ("jobs", "job_dependencies", "workers", "jobq_migrations")
+        counts = {table: self._read(f"SELECT COUNT(*) FROM {table}")[0][0] for table in tables}
+        facts: dict[str, Any] = {
+            "backend": "postgresql",
+            "url": self.where,
+            "schema": self.schema,
+            "schema_version": self.schema_version(),
+            "server_version": self._read("SHOW server_version")[0][0],
+            "size_bytes": self._read(
+                "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = %s AND c.relkind = 'r'",
+                (self.schema,),
+            )[0][0],
+            "tables": counts,
+        }
+        if integrity:
+            # PostgreSQL checksums and checks its own pages; the counts above read every row
+            # of every table, which would have raised on a damaged one.
+            facts["integrity"] = "ok"
+        return facts

@@ -1,0 +1,62 @@
+"""The PostgreSQL server tests run against: each test gets a schema of its own.
+
+``JOBQ_TEST_POSTGRES`` names the server (default: the local one, trust auth). When it cannot
+be reached, PostgreSQL tests skip saying why; under CI (``CI`` set) they fail instead: CI
+promises a server.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+SERVER = os.environ.get("JOBQ_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@functools.cache
+def unreachable() -> str | None:
+    """Why the test server cannot be used, or None when it can."""
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed (pip install -e '.[test]')"
+    try:
+        with psycopg.connect(SERVER, connect_timeout=3) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error as error:
+        return f"PostgreSQL at {SERVER} is unreachable: {str(error).strip()}"
+    return None
+
+
+def require() -> None:
+    """Skip (or, under CI, fail) the calling test when there is no server."""
+    reason = unreachable()
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI needs PostgreSQL: {reason}")
+    pytest.skip(reason)
+
+
+def drop_schema(schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(SERVER, autocommit=True) as connection:
+        connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """The URL of a new, empty jobq schema on the test server; dropped afterwards."""
+    require()
+    schema = f"jobq_test_{secrets.token_hex(6)}"
+    separator = "&" if "?" in SERVER else "?"
+    try:
+        yield f"{SERVER}{separator}schema={schema}"
+    finally:
+        drop_schema(schema)
