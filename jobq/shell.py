@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from .context import current_job
 from .errors import ArgumentError, JobQError
@@ -43,10 +44,20 @@ class ShellRefused(JobQError):
 
 
 def logs_folder(database: str) -> Path:
-    """Where the log files of a database's shell jobs live: beside the file."""
+    """Where the log files of a database's shell jobs live on this host: beside an SQLite
+    file; for PostgreSQL, under ``~/.jobq/logs`` (each host keeps the logs of the commands
+    it ran). ``JOBQ_LOGS`` names another parent folder."""
     from .store import parse_database
 
-    return Path(f"{parse_database(database).path}.logs")
+    config = parse_database(database)
+    if config.backend == "sqlite" and not os.environ.get("JOBQ_LOGS"):
+        return Path(f"{config.path}.logs")
+    parent = Path(os.environ.get("JOBQ_LOGS") or Path.home() / ".jobq" / "logs")
+    if config.backend == "sqlite":
+        return parent / f"{config.path.resolve()}.logs".strip("/").replace("/", "_")
+    parts = urlsplit(config.conninfo)
+    name = f"{parts.hostname or 'local'}-{parts.port or 5432}{parts.path}-{config.schema}"
+    return parent / name.replace("/", "_")
 
 
 def log_path(database: str, job_id: int) -> Path:
@@ -94,7 +105,13 @@ def shell_allowed(database: str) -> tuple[bool, str]:
     """
     from .store import parse_database
 
-    given = Path(os.path.abspath(parse_database(database).path))
+    config = parse_database(database)
+    if config.backend != "sqlite":
+        return False, (
+            f"{config.display} is a shared {config.backend} database: whoever can write its "
+            "jobs could run commands on this host"
+        )
+    given = Path(os.path.abspath(config.path))
     path = given.resolve()
     try:
         info = os.stat(path)
@@ -278,6 +295,7 @@ class ShellRunner:
 def _private_log(database: str, job_id: int) -> Path:
     """The job's log path, in a folder that only this user owns and can write."""
     folder = logs_folder(database)
+    folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     folder.mkdir(mode=0o700, exist_ok=True)
     info = os.lstat(folder)
     if (

@@ -15,28 +15,28 @@ from typing import Any
 
 from ..errors import InvalidStateError, JobNotFoundError
 from ..faults import fault
-from ..models import STATUSES, TERMINAL, ClaimedJob, JobRecord, NewJob, Outcome, WorkerRecord
+from ..models import TERMINAL, ClaimedJob, JobRecord, NewJob, Outcome, WorkerRecord
 from ..shell import SHELL_TASK
 from .base import Store
 from .postgresql_connections import NOW, PostgreSQLConnections
 from .records import (
     CANCELLED_RUNNING,
     GAVE_UP,
+    JOB_COLUMNS,
+    WORKERS,
     cancelled_waiting,
+    count_rows,
     dependency_error,
-    load,
+    job_record,
     outcome_chunks,
     pid_alive,
     worker_lost,
+    worker_record,
 )
 
 PURGE_CHUNK = 5000  # rows deleted per transaction by purge
 PURGE_PAUSE = 0.01  # seconds between chunks
 
-_JOB_COLUMNS = (
-    "id, task, queue, status, priority, attempts, max_attempts, args, kwargs, result, error,"
-    " timeout, run_at, created_at, started_at, finished_at, worker_id"
-)
 _ENDED = "('succeeded', 'failed', 'cancelled')"
 
 # A delay (seconds from now, by the submitting host's reckoning) becomes a time on the
@@ -489,56 +489,15 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
         return reaped
 
     def workers(self) -> list[WorkerRecord]:
-        rows = self._read(
-            "SELECT w.id, w.pid, w.host, w.supervisor_pid, w.queues, w.threads, w.started_at,"
-            " w.heartbeat_at, (SELECT COUNT(*) FROM jobs j WHERE j.status = 'running'"
-            " AND j.worker_id = w.id) FROM workers w WHERE w.kind = 'worker'"
-            " ORDER BY w.started_at, w.id"
-        )
-        return [
-            WorkerRecord(
-                id=row[0],
-                pid=row[1],
-                host=row[2],
-                supervisor_pid=row[3],
-                queues=load(row[4]),
-                threads=row[5],
-                started_at=row[6],
-                heartbeat_at=row[7],
-                running=row[8],
-            )
-            for row in rows
-        ]
+        return [worker_record(row) for row in self._read(WORKERS)]
 
     # -- inspecting and managing jobs ------------------------------------------------------
 
-    @staticmethod
-    def _record(row: Sequence[Any]) -> JobRecord:
-        return JobRecord(
-            id=row[0],
-            task=row[1],
-            queue=row[2],
-            status=row[3],
-            priority=row[4],
-            attempts=row[5],
-            max_attempts=row[6],
-            args=json.loads(row[7]),
-            kwargs=json.loads(row[8]),
-            result=load(row[9]),
-            error=load(row[10]),
-            timeout=row[11],
-            run_at=row[12],
-            created_at=row[13],
-            started_at=row[14],
-            finished_at=row[15],
-            worker=row[16],
-        )
-
     def get_job(self, job_id: int) -> JobRecord:
-        rows = self._read(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = %s", (job_id,))
+        rows = self._read(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %s", (job_id,))
         if not rows:
             raise JobNotFoundError(f"no job with id {job_id}")
-        return self._record(rows[0])
+        return job_record(rows[0])
 
     def job_statuses(self, job_ids: Sequence[int]) -> dict[int, str]:
         rows = self._read("SELECT id, status FROM jobs WHERE id = ANY(%s)", (list(job_ids),))
@@ -559,10 +518,10 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
                 parameters.append(value)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._read(
-            f"SELECT {_JOB_COLUMNS} FROM jobs{where} ORDER BY id DESC LIMIT %s",
+            f"SELECT {JOB_COLUMNS} FROM jobs{where} ORDER BY id DESC LIMIT %s",
             [*parameters, limit],
         )
-        return [self._record(row) for row in rows]
+        return [job_record(row) for row in rows]
 
     def counts(self) -> dict[str, Any]:
         # One count per state, each over the partial index of that state.
@@ -577,12 +536,7 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
             " UNION ALL SELECT queue, status, COUNT(*) FROM jobs"
             f" WHERE status IN {_ENDED} GROUP BY status, queue"
         )
-        counts = dict.fromkeys(STATUSES, 0)
-        queues: dict[str, dict[str, int]] = {}
-        for queue, status, count in rows:
-            counts[status] += count
-            queues.setdefault(queue, dict.fromkeys(STATUSES, 0))[status] = count
-        return {"counts": counts, "queues": dict(sorted(queues.items()))}
+        return count_rows(rows)
 
     def retry_job(self, job_id: int) -> None:
         with self._write() as connection:

@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..models import Outcome
+from ..models import STATUSES, JobRecord, Outcome, WorkerRecord
 
 GAVE_UP = ("failed", "cancelled")  # a job waiting for one of these never runs
 
@@ -78,3 +78,64 @@ def pid_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return True  # no /proc (not Linux) or a race: kill(0) said it exists
     return state not in (b"Z", b"X")
+
+
+# The columns job_record reads, in its order; and the workers query both backends share.
+JOB_COLUMNS = (
+    "id, task, queue, status, priority, attempts, max_attempts, args, kwargs, result, error,"
+    " timeout, run_at, created_at, started_at, finished_at, worker_id"
+)
+WORKERS = (
+    "SELECT w.id, w.pid, w.host, w.supervisor_pid, w.queues, w.threads, w.started_at,"
+    " w.heartbeat_at, (SELECT COUNT(*) FROM jobs j WHERE j.status = 'running'"
+    " AND j.worker_id = w.id) FROM workers w WHERE w.kind = 'worker'"
+    " ORDER BY w.started_at, w.id"
+)
+
+
+def job_record(row: Sequence[Any]) -> JobRecord:
+    """A row of JOB_COLUMNS as users see it."""
+    return JobRecord(
+        id=row[0],
+        task=row[1],
+        queue=row[2],
+        status=row[3],
+        priority=row[4],
+        attempts=row[5],
+        max_attempts=row[6],
+        args=json.loads(row[7]),
+        kwargs=json.loads(row[8]),
+        result=load(row[9]),
+        error=load(row[10]),
+        timeout=row[11],
+        run_at=row[12],
+        created_at=row[13],
+        started_at=row[14],
+        finished_at=row[15],
+        worker=row[16],
+    )
+
+
+def worker_record(row: Sequence[Any]) -> WorkerRecord:
+    """A row of the WORKERS query."""
+    return WorkerRecord(
+        id=row[0],
+        pid=row[1],
+        host=row[2],
+        supervisor_pid=row[3],
+        queues=load(row[4]),
+        threads=row[5],
+        started_at=row[6],
+        heartbeat_at=row[7],
+        running=row[8],
+    )
+
+
+def count_rows(rows: Sequence[tuple[str, str, int]]) -> dict[str, Any]:
+    """(queue, status, count) rows as ``Store.counts`` answers."""
+    counts = dict.fromkeys(STATUSES, 0)
+    queues: dict[str, dict[str, int]] = {}
+    for queue, status, count in rows:
+        counts[status] += count
+        queues.setdefault(queue, dict.fromkeys(STATUSES, 0))[status] = count
+    return {"counts": counts, "queues": dict(sorted(queues.items()))}

@@ -17,28 +17,28 @@ from ..errors import (
     JobNotFoundError,
 )
 from ..faults import fault
-from ..models import STATUSES, TERMINAL, ClaimedJob, JobRecord, NewJob, Outcome, WorkerRecord
+from ..models import TERMINAL, ClaimedJob, JobRecord, NewJob, Outcome, WorkerRecord
 from ..shell import SHELL_TASK
 from .base import Store
 from .records import (
     CANCELLED_RUNNING,
     GAVE_UP,
+    JOB_COLUMNS,
+    WORKERS,
     cancelled_waiting,
+    count_rows,
     dependency_error,
-    load,
+    job_record,
     outcome_chunks,
     pid_alive,
     worker_lost,
+    worker_record,
 )
 from .sqlite_connections import SQLiteConnections, translate
 
 PURGE_CHUNK = 2000  # rows deleted per transaction by purge (a few milliseconds of work)
 PURGE_PAUSE = 0.01  # seconds between chunks, for workers waiting on the write lock
 
-_JOB_COLUMNS = (
-    "id, task, queue, status, priority, attempts, max_attempts, args, kwargs, result, error,"
-    " timeout, run_at, created_at, started_at, finished_at, worker_id"
-)
 
 _INSERT = (
     "INSERT INTO jobs (task, queue, status, priority, args, kwargs, max_attempts,"
@@ -554,56 +554,15 @@ class SQLiteStore(SQLiteConnections, Store):
         return reaped
 
     def workers(self) -> list[WorkerRecord]:
-        rows = self._read(
-            "SELECT w.id, w.pid, w.host, w.supervisor_pid, w.queues, w.threads, w.started_at,"
-            " w.heartbeat_at, (SELECT COUNT(*) FROM jobs j WHERE j.status = 'running'"
-            " AND j.worker_id = w.id) FROM workers w WHERE w.kind = 'worker'"
-            " ORDER BY w.started_at, w.id"
-        )
-        return [
-            WorkerRecord(
-                id=row[0],
-                pid=row[1],
-                host=row[2],
-                supervisor_pid=row[3],
-                queues=load(row[4]),
-                threads=row[5],
-                started_at=row[6],
-                heartbeat_at=row[7],
-                running=row[8],
-            )
-            for row in rows
-        ]
+        return [worker_record(row) for row in self._read(WORKERS)]
 
     # -- inspecting and managing jobs ------------------------------------------------------
 
-    @staticmethod
-    def _record(row: Sequence[Any]) -> JobRecord:
-        return JobRecord(
-            id=row[0],
-            task=row[1],
-            queue=row[2],
-            status=row[3],
-            priority=row[4],
-            attempts=row[5],
-            max_attempts=row[6],
-            args=json.loads(row[7]),
-            kwargs=json.loads(row[8]),
-            result=load(row[9]),
-            error=load(row[10]),
-            timeout=row[11],
-            run_at=row[12],
-            created_at=row[13],
-            started_at=row[14],
-            finished_at=row[15],
-            worker=row[16],
-        )
-
     def get_job(self, job_id: int) -> JobRecord:
-        rows = self._read(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        rows = self._read(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
         if not rows:
             raise JobNotFoundError(f"no job with id {job_id}")
-        return self._record(rows[0])
+        return job_record(rows[0])
 
     def job_statuses(self, job_ids: Sequence[int]) -> dict[int, str]:
         statuses: dict[int, str] = {}
@@ -634,10 +593,10 @@ class SQLiteStore(SQLiteConnections, Store):
             clauses.append(f"status = '{status}'")
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._read(
-            f"SELECT {_JOB_COLUMNS} FROM {source}{where} ORDER BY id DESC LIMIT ?",
+            f"SELECT {JOB_COLUMNS} FROM {source}{where} ORDER BY id DESC LIMIT ?",
             [*parameters, limit],
         )
-        return [self._record(row) for row in rows]
+        return [job_record(row) for row in rows]
 
     def counts(self) -> dict[str, Any]:
         # Each status from the index its jobs are in: no scan of the table's rows.
@@ -653,12 +612,7 @@ class SQLiteStore(SQLiteConnections, Store):
             " UNION ALL SELECT queue, status, COUNT(*) FROM jobs INDEXED BY jobs_finished"
             f" WHERE {_FINISHED} GROUP BY status, queue"
         )
-        counts = dict.fromkeys(STATUSES, 0)
-        queues: dict[str, dict[str, int]] = {}
-        for queue, status, count in rows:
-            counts[status] += count
-            queues.setdefault(queue, dict.fromkeys(STATUSES, 0))[status] = count
-        return {"counts": counts, "queues": dict(sorted(queues.items()))}
+        return count_rows(rows)
 
     def retry_job(self, job_id: int) -> None:
         self._transition(
