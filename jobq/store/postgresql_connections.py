@@ -53,7 +53,7 @@ def translate(error: Exception, where: str) -> DatabaseError:
     if isinstance(error, _RETRYABLE):
         return DatabaseBusyError(f"a concurrent transaction on {where} got in the way: {message}")
     if isinstance(error, psycopg.OperationalError):
-        return DatabaseError(f"no usable connection to {where}: {message} (will reconnect)")
+        return DatabaseError(f"no usable connection to {where}: {message}")
     return DatabaseError(f"database error on {where}: {message}")
 
 

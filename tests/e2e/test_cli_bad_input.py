@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.support import postgres
 from tests.support.helpers import FINISHED, SAMPLE_APP, assert_refused, cli_status, wait_for
 
 ECHO = "tests.support.sample_tasks.echo"
@@ -22,6 +23,8 @@ ADD = "tests.support.sample_tasks.add"
 
 def count_jobs(database: str | Path) -> int:
     """Jobs in the database; -1 when there is no database (or no jobs table) at all."""
+    if str(database).startswith("postgresql://"):
+        return postgres.count_jobs(str(database))
     if not Path(database).exists():
         return -1
     connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)

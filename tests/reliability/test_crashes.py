@@ -29,6 +29,7 @@ from tests.support.helpers import (
     wait_for,
     wait_for_status,
 )
+from tests.support.postgres import database_on_both  # noqa: F401 (runs each test on both)
 
 pytestmark = pytest.mark.slow
 

@@ -12,6 +12,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +61,28 @@ def fresh_database() -> Iterator[str]:
         yield f"{SERVER}{separator}schema={schema}"
     finally:
         drop_schema(schema)
+
+
+@pytest.fixture(name="database", params=["sqlite", "postgresql"])
+def database_on_both(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Replaces the ``database`` fixture where imported: the module's tests run on an SQLite
+    file and on a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "jobq.db")
+        return
+    with fresh_database() as url:
+        yield url
+
+
+def count_jobs(url: str) -> int:
+    """Jobs in the schema of a test URL; -1 when it has no jobs table."""
+    import psycopg
+
+    from jobq.store import parse_database
+
+    schema = parse_database(url).schema
+    with psycopg.connect(SERVER, autocommit=True) as connection:
+        try:
+            return int(connection.execute(f'SELECT COUNT(*) FROM "{schema}".jobs').fetchone()[0])
+        except psycopg.errors.UndefinedTable:
+            return -1

@@ -1,0 +1,127 @@
+"""Bad input against PostgreSQL: refused with one clear line, before anything is written.
+
+The same mistakes as tests/e2e/test_cli_bad_input.py (which runs on SQLite), plus what only
+a server brings: an unreachable server, a schema that is not jobq's, a newer schema, a
+password that must never be printed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support import postgres
+from tests.support.helpers import SAMPLE_APP, assert_refused
+
+ECHO = "tests.support.sample_tasks.echo"
+ADD = "tests.support.sample_tasks.add"
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    with postgres.fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+def seeded(jobq: Any, database: str) -> int:
+    result = jobq("submit", ECHO, "seed")
+    assert result.returncode == 0, result.stderr
+    assert postgres.count_jobs(database) == 1
+    return 1
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        ((ECHO, *(["a" * 100_000] * 11)), ("limit",)),
+        ((ECHO, "--kwargs", '{"x": NaN}'), ("nan",)),
+        ((ECHO, "[" * 5000 + "]" * 5000), ("nested",)),
+        (("--app", SAMPLE_APP, ADD, "x", "1"), ("'x'",)),
+        ((ECHO, "1", "--priority", "9" * 20), ("range",)),
+        ((ECHO, "1", "--max-attempts", "0"), ("--max-attempts",)),
+        ((ECHO, "1", "--after", "999"), ("999",)),
+        (("--cmd", "true", "--env", "1BAD=x"), ("1BAD",)),
+        (("--cmd", "true", "--cwd", "/no/such/dir"), ("/no/such/dir", "does not exist")),
+        (("",), ("task name",)),
+    ],
+)
+def test_refused_submits_write_nothing(
+    jobq: Any, database: str, seeded: int, args: tuple[str, ...], words: tuple[str, ...]
+) -> None:
+    line = assert_refused(jobq("submit", *args), *words)
+    assert len(line) < 2000  # names the problem, does not echo the payload
+    assert postgres.count_jobs(database) == seeded
+
+
+def test_an_unreachable_server_is_named_without_its_password(jobq: Any) -> None:
+    url = "postgresql://jobq:s3cret@127.0.0.1:1/test?connect_timeout=2"
+    for args in (
+        ("submit", ECHO, "1"),
+        ("status",),
+        ("worker", "--app", SAMPLE_APP, "--burst", "--procs", "0"),
+    ):
+        line = assert_refused(jobq("--db", url, *args, timeout=30), "127.0.0.1")
+        assert "s3cret" not in line, line
+        assert "***" in line
+
+
+def test_a_schema_that_is_not_jobqs_is_refused_and_left_alone(jobq: Any) -> None:
+    import psycopg
+
+    with postgres.fresh_database() as url:
+        schema = url.rsplit("schema=", 1)[1]
+        with psycopg.connect(postgres.SERVER, autocommit=True) as connection:
+            connection.execute(f'CREATE SCHEMA "{schema}"')
+            connection.execute(f'CREATE TABLE "{schema}".customers (name TEXT)')
+        for args in (
+            ("submit", ECHO, "1"),
+            ("status",),
+            ("worker", "--app", SAMPLE_APP, "--burst", "--procs", "0"),
+        ):
+            assert_refused(jobq("--db", url, *args), "not jobq's", "customers")
+        with psycopg.connect(postgres.SERVER) as connection:
+            tables = connection.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                (schema,),
+            ).fetchall()
+        assert tables == [("customers",)]
+
+
+def test_reading_commands_do_not_create_a_schema(jobq: Any) -> None:
+    with postgres.fresh_database() as url:
+        for args in (("status",), ("list",), ("check",)):
+            assert_refused(jobq("--db", url, *args), "no jobq schema")
+        assert postgres.count_jobs(url) == -1
+
+
+def test_a_newer_schema_version_is_refused(jobq: Any, database: str, seeded: int) -> None:
+    import psycopg
+
+    schema = database.rsplit("schema=", 1)[1]
+    with psycopg.connect(postgres.SERVER, autocommit=True) as connection:
+        connection.execute(
+            f'INSERT INTO "{schema}".jobq_migrations (version, name, applied_at)'
+            " VALUES (999, 'future', 0)"
+        )
+    for args in (
+        ("submit", ECHO, "1"),
+        ("status",),
+        ("worker", "--app", SAMPLE_APP, "--burst", "--procs", "0"),
+    ):
+        line = assert_refused(jobq(*args), "newer", "999")
+        assert "upgrade" in line.lower()
+    assert postgres.count_jobs(database) == seeded
+
+
+def test_payloads_round_trip_exactly(jobq: Any, database: str, seeded: int) -> None:
+    """What SQLite keeps, PostgreSQL keeps: quotes, NUL escapes, emoji, big integers."""
+    value = {"q": 'it\'s "quoted"; DROP TABLE jobs; --', "nul": "a\u0000b", "big": 2**62}
+    result = jobq("submit", ECHO, "--kwargs", json.dumps(value))
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip()
+    shown = json.loads(jobq("status", job_id, "--json").stdout)
+    assert shown["kwargs"] == value
