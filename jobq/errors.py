@@ -22,6 +22,12 @@ class DatabaseBusyError(DatabaseError):
     """
 
 
+class ConnectionLostError(DatabaseError):
+    """Raised when the connection to a database server failed (it restarted, the network
+    dropped). A write cut off at its commit may or may not have happened; jobq's own calls
+    make up for either case once they reconnect."""
+
+
 class SchemaVersionError(DatabaseError):
     """Raised when the database was migrated by a newer jobq than this one."""
 

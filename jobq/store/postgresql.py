@@ -9,14 +9,18 @@ LISTEN/NOTIFY live in :mod:`.postgresql_connections`.
 from __future__ import annotations
 
 import json
+import logging
+import secrets
+import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from ..errors import InvalidStateError, JobNotFoundError
+from ..errors import ConnectionLostError, InvalidStateError, JobNotFoundError
 from ..faults import fault
 from ..models import TERMINAL, ClaimedJob, JobRecord, NewJob, Outcome, WorkerRecord
 from ..shell import SHELL_TASK
+from . import DatabaseConfig
 from .base import Store
 from .postgresql_connections import NOW, PostgreSQLConnections
 from .records import (
@@ -33,6 +37,9 @@ from .records import (
     worker_lost,
     worker_record,
 )
+
+T = TypeVar("T")
+log = logging.getLogger("jobq.store")
 
 PURGE_CHUNK = 5000  # rows deleted per transaction by purge
 PURGE_PAUSE = 0.01  # seconds between chunks
@@ -54,9 +61,11 @@ ORDER BY position
 RETURNING id
 """
 
+# Scheduled jobs whose time has come join their queue, in the claim's own transaction.
 _PROMOTE = f"""
 UPDATE jobs SET status = 'queued'
 WHERE id IN (SELECT id FROM jobs WHERE status = 'scheduled' AND run_at <= {NOW}
+             AND EXISTS (SELECT 1 FROM workers WHERE id = %s)
              ORDER BY run_at LIMIT 1000 FOR UPDATE SKIP LOCKED)
 """
 
@@ -64,7 +73,7 @@ WHERE id IN (SELECT id FROM jobs WHERE status = 'scheduled' AND run_at <= {NOW}
 # (its row gone) takes nothing: it would hold jobs that nobody runs or recovers.
 _TAKE = f"""
 UPDATE jobs SET status = 'running', worker_id = %(worker)s, attempts = attempts + 1,
-    claims = claims + 1, started_at = {NOW}, finished_at = NULL
+    claims = claims + 1, started_at = {NOW}, finished_at = NULL, claim_token = %(token)s
 WHERE id IN (
     SELECT id FROM jobs
     WHERE status = 'queued'{{where}}
@@ -89,7 +98,8 @@ UPDATE jobs SET status = CASE WHEN jobs.cancel_requested IS NOT NULL
     run_at = CASE WHEN outcome.delay IS NULL THEN jobs.run_at
         ELSE {NOW} + GREATEST(outcome.delay, 0) END,
     attempts = GREATEST(jobs.attempts - CASE WHEN outcome.refund THEN 1 ELSE 0 END, 0),
-    worker_id = CASE WHEN outcome.status IN {_ENDED} THEN jobs.worker_id END
+    worker_id = CASE WHEN outcome.status IN {_ENDED} THEN jobs.worker_id END,
+    claim_token = %s
 FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[],
     %s::float8[], %s::boolean[]) AS outcome(id, worker, claim, status, result, error, delay,
     refund)
@@ -99,6 +109,16 @@ RETURNING jobs.id, jobs.status
 """
 _COMPLETE_CHUNK = 1000
 
+# A claim cut off at its commit may have taken jobs nobody knows it holds: its token is kept
+# this long, and the next claims and completions hand such jobs back (and count outcomes that
+# did land as recorded).
+UNSURE_FOR = 300.0
+_RECOVER = """
+UPDATE jobs SET status = 'queued', attempts = GREATEST(attempts - 1, 0), worker_id = NULL,
+    started_at = NULL
+WHERE status = 'running' AND claim_token = ANY(%s)
+"""
+
 
 def _delay(at: float | None) -> float | None:
     """A host's absolute time as seconds from now (the database adds its own now)."""
@@ -107,6 +127,43 @@ def _delay(at: float | None) -> float | None:
 
 class PostgreSQLStore(PostgreSQLConnections, Store):
     """The Store interface on one PostgreSQL database (jobq's own schema in it)."""
+
+    def __init__(self, config: DatabaseConfig, *, create: bool = True) -> None:
+        self._unsure: dict[int, float] = {}  # token of a lost commit -> when to forget it
+        self._unsure_lock = threading.Lock()
+        super().__init__(config, create=create)
+
+    def _guarded(self, work: Callable[[Any, int], T]) -> T:
+        """``work(connection, token)`` in one transaction that makes up for earlier commits
+        lost with their connection; if this one is lost too, its token is remembered."""
+        token = secrets.randbits(63)
+        try:
+            with self._write() as connection:
+                self._recover(connection)
+                return work(connection, token)
+        except ConnectionLostError:
+            with self._unsure_lock:
+                self._unsure[token] = time.monotonic() + UNSURE_FOR
+            raise
+
+    def _unsure_tokens(self) -> list[int]:
+        if not self._unsure:
+            return []
+        now = time.monotonic()
+        with self._unsure_lock:
+            for token, until in list(self._unsure.items()):
+                if until < now:
+                    del self._unsure[token]
+            return list(self._unsure)
+
+    def _recover(self, connection: Any) -> None:
+        tokens = self._unsure_tokens()
+        if not tokens:
+            return
+        count = connection.execute(_RECOVER, (tokens,)).rowcount
+        if count:
+            log.warning("handing back %d jobs claimed by a commit lost with its connection", count)
+            self._notify(connection)
 
     # -- submitting ------------------------------------------------------------------------
 
@@ -207,12 +264,14 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
     ) -> list[ClaimedJob]:
         if limit <= 0:
             return []
-        with self._write() as connection:
-            return self._claim(connection, worker_id, queues, limit, commands_only)
+        return self._guarded(
+            lambda connection, token: self._claim(
+                connection, token, worker_id, queues, limit, commands_only
+            )
+        )
 
     def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
-        with self._write() as connection:
-            return self._complete(connection, outcomes)
+        return self._guarded(lambda connection, token: self._complete(connection, token, outcomes))
 
     def complete_and_claim(
         self,
@@ -225,24 +284,28 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
     ) -> tuple[list[bool], list[ClaimedJob]]:
         if not outcomes and limit <= 0:
             return [], []
-        with self._write() as connection:
-            applied = self._complete(connection, outcomes)
+
+        def both(connection: Any, token: int) -> tuple[list[bool], list[ClaimedJob]]:
+            applied = self._complete(connection, token, outcomes)
             jobs = []
             if limit > 0:
-                jobs = self._claim(connection, worker_id, queues, limit, commands_only)
-        return applied, jobs
+                jobs = self._claim(connection, token, worker_id, queues, limit, commands_only)
+            return applied, jobs
+
+        return self._guarded(both)
 
     def _claim(
         self,
         connection: Any,
+        token: int,
         worker_id: str,
         queues: Sequence[str] | None,
         limit: int,
         commands_only: bool,
     ) -> list[ClaimedJob]:
-        connection.execute(_PROMOTE)
+        connection.execute(_PROMOTE, (worker_id,))
         where, parameters = self._filter(queues, commands_only)
-        parameters.update(worker=worker_id, limit=limit)
+        parameters.update(worker=worker_id, limit=limit, token=token)
         rows = connection.execute(_TAKE.format(where=where), parameters).fetchall()
         jobs = [ClaimedJob(*row) for row in rows]
         jobs.sort(key=lambda job: (-job.priority, job.id))
@@ -261,7 +324,7 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
             parameters["queues"] = list(queues)
         return where, parameters
 
-    def _complete(self, connection: Any, outcomes: Sequence[Outcome]) -> list[bool]:
+    def _complete(self, connection: Any, token: int, outcomes: Sequence[Outcome]) -> list[bool]:
         applied = [False] * len(outcomes)
         ended: dict[int, str] = {}  # jobs this batch finished: those waiting for them settle
         for chunk in outcome_chunks(outcomes, _COMPLETE_CHUNK):
@@ -280,17 +343,48 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
                 )
                 for column, value in zip(columns, values, strict=True):
                     column.append(value)
-            rows = connection.execute(_COMPLETE, [CANCELLED_RUNNING, *columns]).fetchall()
+            parameters = [CANCELLED_RUNNING, token, *columns]
+            rows = connection.execute(_COMPLETE, parameters).fetchall()
             for job_id, status in rows:
                 applied[chunk[job_id]] = True
                 if status in TERMINAL:
                     ended[job_id] = status
+            self._landed_before(connection, outcomes, chunk, applied)
             fault("mid_complete")
         if ended:
             self._settle(connection, ended)
         if any(applied):
             self._notify(connection)
         return applied
+
+    def _landed_before(
+        self,
+        connection: Any,
+        outcomes: Sequence[Outcome],
+        chunk: dict[int, int],
+        applied: list[bool],
+    ) -> None:
+        """Outcomes that did not apply because they already had: a completion whose commit
+        was cut off with its connection, sent again. Its job no longer runs, under the same
+        claim, and carries the token of that lost commit."""
+        tokens = self._unsure_tokens()
+        missed = [index for index in chunk.values() if not applied[index]]
+        if not tokens or not missed:
+            return
+        rows = connection.execute(
+            "SELECT jobs.id FROM jobs JOIN unnest(%s::bigint[], %s::bigint[]) AS sent(id, claim)"
+            " ON jobs.id = sent.id AND jobs.claims = sent.claim"
+            " WHERE jobs.status <> 'running' AND jobs.claim_token = ANY(%s)",
+            (
+                [outcomes[index].job_id for index in missed],
+                [outcomes[index].claim for index in missed],
+                tokens,
+            ),
+        ).fetchall()
+        for (job_id,) in rows:
+            applied[chunk[job_id]] = True
+        if rows:
+            log.info("%d outcomes were recorded by a commit lost with its connection", len(rows))
 
     def _settle(self, connection: Any, ended: dict[int, str]) -> None:
         """Jobs waiting for ``ended`` (id -> terminal status): release those whose every

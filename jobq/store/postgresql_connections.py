@@ -10,13 +10,20 @@ channel that every write which can start or end a job notifies.
 from __future__ import annotations
 
 import os
+import select
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from ..errors import ConfigurationError, DatabaseBusyError, DatabaseError, SchemaVersionError
+from ..errors import (
+    ConfigurationError,
+    ConnectionLostError,
+    DatabaseBusyError,
+    DatabaseError,
+    SchemaVersionError,
+)
 from . import DatabaseConfig
 from .migrations import migrations
 
@@ -33,7 +40,7 @@ _INHERITED: list[Any] = []  # connections inherited across a fork: never closed
 # unreachable, and notice a silently dropped connection (keepalives) within a minute.
 _DEFAULTS = {
     "connect_timeout": "10",
-    "application_name": "jobq",
+    "application_name": os.environ.get("PGAPPNAME") or "jobq",
     "keepalives": "1",
     "keepalives_idle": "30",
     "keepalives_interval": "10",
@@ -53,8 +60,18 @@ def translate(error: Exception, where: str) -> DatabaseError:
     if isinstance(error, _RETRYABLE):
         return DatabaseBusyError(f"a concurrent transaction on {where} got in the way: {message}")
     if isinstance(error, psycopg.OperationalError):
-        return DatabaseError(f"no usable connection to {where}: {message}")
+        return ConnectionLostError(f"no usable connection to {where}: {message}")
     return DatabaseError(f"database error on {where}: {message}")
+
+
+def _hung_up(connection: Any) -> bool:
+    """Whether the server spoke to an idle connection unasked: it only does so to end the
+    session (a restart, a terminated backend). One poll of the socket, no round trip."""
+    try:
+        readable, _, _ = select.select([connection.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True
+    return bool(readable)
 
 
 class PostgreSQLConnections:
@@ -98,7 +115,10 @@ class PostgreSQLConnections:
     def _connection(self) -> Any:
         self._forked()
         connection = getattr(self._local, "connection", None)
-        if connection is None or connection.closed:
+        if connection is not None and (connection.closed or _hung_up(connection)):
+            self._discard(connection)
+            connection = None
+        if connection is None:
             connection = self._local.connection = self._connect()
         return connection
 

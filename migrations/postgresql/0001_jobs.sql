@@ -22,7 +22,10 @@ CREATE TABLE jobs (
     result TEXT,
     error TEXT,
     -- `jobq cancel` of a running job: when it was asked.
-    cancel_requested DOUBLE PRECISION
+    cancel_requested DOUBLE PRECISION,
+    -- A random number each claim and completion writes: when a connection drops at a
+    -- commit, the worker finds out from it whether that commit happened.
+    claim_token BIGINT
 );
 
 -- A job is in one partial index per state. Claim order within one queue, and across all

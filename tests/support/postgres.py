@@ -86,3 +86,15 @@ def count_jobs(url: str) -> int:
             return int(connection.execute(f'SELECT COUNT(*) FROM "{schema}".jobs').fetchone()[0])
         except psycopg.errors.UndefinedTable:
             return -1
+
+
+def reachable_now() -> bool:
+    """Whether the test server answers right now (not cached: for tests that restart it)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(SERVER, connect_timeout=2) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error:
+        return False
+    return True

@@ -141,3 +141,18 @@ def patient(seconds: float) -> str:
             return "stopped early"
         time.sleep(0.02)
     return "ran to the end"
+
+
+def _noted(context: object, result: object) -> None:
+    """on_success of ``noted``: runs in the worker once the success is recorded."""
+    path = os.environ.get("JOBQ_TEST_LOG")
+    if path:
+        with open(path, "a") as handle:
+            handle.write(f"noted {getattr(context, 'id', '-')} {os.getpid()}\n")
+
+
+@app.task(name="chaos.noted", max_attempts=100, on_success=_noted)
+def noted(number: int) -> int:
+    """A short job counted in JOBQ_TEST_LOG, whose completion callback is counted too."""
+    _mark("run")
+    return number
