@@ -17,7 +17,8 @@ from jobq.payload import MAX_DEPTH
 from jobq.store import DEFAULT_DATABASE, Store, open_store
 
 DB_HELP = (
-    "Database: a path or sqlite:///path?synchronous=full URL. [env JOBQ_DB; default ./jobq.db]"
+    "Database: a path, a sqlite:///path?synchronous=full URL or a"
+    " postgresql://user@host/dbname URL. [env JOBQ_DB; default ./jobq.db]"
 )
 APP_HELP = "The app as MODULE:ATTR (ATTR defaults to 'app'). [env JOBQ_APP]"
 

@@ -8,7 +8,7 @@ import click
 
 import jobq
 
-from . import check, demo, logs, manage, show, submit, wait, worker
+from . import check, demo, logs, manage, migrate, show, submit, wait, worker
 from .common import JobQGroup, global_db_option
 
 
@@ -45,6 +45,7 @@ for command in (
     manage.cancel,
     manage.purge,
     check.check,
+    migrate.migrate,
     demo.demo,
 ):
     cli.add_command(command)

@@ -130,17 +130,18 @@ def _parse_postgresql(text: str) -> DatabaseConfig:
     return DatabaseConfig("postgresql", conninfo=conninfo, schema=schema)
 
 
-def open_store(location: str | Path, *, create: bool = True) -> Store:
+def open_store(location: str | Path, *, create: bool = True, migrate: bool = True) -> Store:
     """Open (and migrate) the store at ``location``.
 
     ``create=False`` refuses to create a missing database: read-only commands use it so that
-    a typo in ``--db`` names the problem instead of making an empty file.
+    a typo in ``--db`` names the problem instead of making an empty file. ``migrate=False``
+    leaves the schema as it is (``jobq migrate`` applies it and says what it did).
     """
     config = parse_database(location)
     if config.backend == "postgresql":
         from .postgresql import PostgreSQLStore
 
-        return PostgreSQLStore(config, create=create)
+        return PostgreSQLStore(config, create=create, migrate=migrate)
     from .sqlite import SQLiteStore
 
-    return SQLiteStore(config, create=create)
+    return SQLiteStore(config, create=create, migrate=migrate)

@@ -128,10 +128,12 @@ def _delay(at: float | None) -> float | None:
 class PostgreSQLStore(PostgreSQLConnections, Store):
     """The Store interface on one PostgreSQL database (jobq's own schema in it)."""
 
-    def __init__(self, config: DatabaseConfig, *, create: bool = True) -> None:
+    def __init__(
+        self, config: DatabaseConfig, *, create: bool = True, migrate: bool = True
+    ) -> None:
         self._unsure: dict[int, float] = {}  # token of a lost commit -> when to forget it
         self._unsure_lock = threading.Lock()
-        super().__init__(config, create=create)
+        super().__init__(config, create=create, migrate=migrate)
 
     def _guarded(self, work: Callable[[Any, int], T]) -> T:
         """``work(connection, token)`` in one transaction that makes up for earlier commits

@@ -77,7 +77,9 @@ def _hung_up(connection: Any) -> bool:
 class PostgreSQLConnections:
     """One PostgreSQL database (and jobq's schema in it), one connection per thread."""
 
-    def __init__(self, config: DatabaseConfig, *, create: bool = True) -> None:
+    def __init__(
+        self, config: DatabaseConfig, *, create: bool = True, migrate: bool = True
+    ) -> None:
         self.config = config
         self.url = config.url
         self.where = config.display
@@ -90,7 +92,7 @@ class PostgreSQLConnections:
         self._connections: list[Any] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self._open_schema(create)
+        self._open_schema(create, migrate)
 
     # -- connections -----------------------------------------------------------------------
 
@@ -204,7 +206,7 @@ class PostgreSQLConnections:
 
     # -- schema ----------------------------------------------------------------------------
 
-    def _open_schema(self, create: bool) -> None:
+    def _open_schema(self, create: bool, migrate: bool) -> None:
         tables = {
             row[0]
             for row in self._read(
@@ -229,7 +231,8 @@ class PostgreSQLConnections:
                 f"schema {self.schema} of {self.where} has version {version}, newer than this "
                 f"jobq knows ({latest}); upgrade jobq"
             )
-        self.migrate()
+        if migrate:
+            self.migrate()
 
     def schema_version(self) -> int:
         rows = self._read("SELECT to_regclass('jobq_migrations') IS NOT NULL")

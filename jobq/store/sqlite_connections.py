@@ -40,7 +40,9 @@ def translate(error: sqlite3.Error, path: object) -> DatabaseError:
 class SQLiteConnections:
     """One SQLite database file, one connection per thread of this process."""
 
-    def __init__(self, config: DatabaseConfig, *, create: bool = True) -> None:
+    def __init__(
+        self, config: DatabaseConfig, *, create: bool = True, migrate: bool = True
+    ) -> None:
         self.config = config
         self.path = config.path
         self.url = config.url
@@ -52,9 +54,9 @@ class SQLiteConnections:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._check_file(create)
-        self._open_schema()
+        self._open_schema(migrate)
 
-    def _open_schema(self) -> None:
+    def _open_schema(self, migrate: bool) -> None:
         """Check and migrate the schema, waiting out other processes doing the same.
 
         While a new file is still in rollback-journal mode (before the first connection turns
@@ -66,7 +68,8 @@ class SQLiteConnections:
         while True:
             try:
                 self._check_schema()
-                self.migrate()
+                if migrate:
+                    self.migrate()
                 return
             except DatabaseBusyError:
                 if time.monotonic() + pause > deadline:
