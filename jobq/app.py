@@ -21,7 +21,8 @@ from .tasks import Callback, Task, TaskCall, TaskOptions
 class JobQ:
     """A job queue on one database.
 
-    ``database`` is a path or a ``sqlite:///path?synchronous=full`` URL; by default the
+    ``database`` is a path, a ``sqlite:///path?synchronous=full`` URL or a
+    ``postgresql://user@host/dbname`` URL; by default the
     ``JOBQ_DB`` environment variable, else ``./jobq.db``. The database is opened (created and
     migrated if needed) on first use, not here.
     """
