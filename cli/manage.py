@@ -62,8 +62,8 @@ def purge(
 ) -> None:
     """Delete finished jobs.
 
-    The newest job always stays, finished or not: a new job takes the highest id + 1, so
-    keeping it means no id is ever handed out twice.
+    On SQLite the newest job always stays, finished or not: a new job takes the highest
+    id + 1, so keeping it means no id is ever handed out twice (PostgreSQL never reuses one).
     """
     seconds = parse_duration(older_than)
     store = open_store_of(ctx, database)

@@ -64,7 +64,8 @@ def wait(
                 sys.exit(2)
             _wait_for_a_commit(store, deadline)
             statuses = store.job_statuses(sorted(remaining))
-    tracker.note(f"{len(ids)} jobs ended: {len(ids) - failed} succeeded, {failed} did not")
+    noun = "job" if len(ids) == 1 else "jobs"
+    tracker.note(f"{len(ids)} {noun} ended: {len(ids) - failed} succeeded, {failed} did not")
     sys.exit(1 if failed else 0)
 
 
