@@ -1,13 +1,14 @@
-"""Side by side: jobq, Huey (SqliteHuey), RQ and Celery on this machine, in one run.
+"""Side by side: jobq, Huey (SqliteHuey), RQ, Celery, jobq on PostgreSQL and Procrastinate.
 
     python bench/compare.py [--jobs 20000] [--single 3000] [--latency 200] [--quick]
                             [--json results.json]
 
-For each system it measures, each on a fresh temporary SQLite file or a flushed Redis
-database (db 15 of 127.0.0.1:6379, flushed before and after; no other db is touched):
+For each system it measures, each on a fresh temporary SQLite file, a flushed Redis
+database (db 15 of 127.0.0.1:6379, flushed before and after; no other db is touched) or a
+fresh PostgreSQL schema or database (dropped before and after):
 
 - submit, one call per job: jobs/s for ``--single`` submits, at each side's durability;
-- bulk submit (jobq ``submit_many``, RQ ``enqueue_many``): jobs/s for ``--jobs`` jobs;
+- bulk submit (``submit_many``, ``enqueue_many``, ``batch_defer``): jobs/s for ``--jobs`` jobs;
 - drain: ``--jobs`` pre-queued no-op jobs run by 5 worker processes, timed from the moment
   the workers are started (process start-up included) until the last job has run;
 - latency: an idle pool of 5 worker processes, one job submitted every ``--gap`` seconds;
@@ -15,8 +16,12 @@ database (db 15 of 127.0.0.1:6379, flushed before and after; no other db is touc
 
 Every system signals "job ran" the same way (bench/peers/peer_common.py: one O_APPEND
 write per job to a file the harness polls), so completion is detected identically.
-RQ and Celery run only when Redis answers PING at 127.0.0.1:6379. Install the peers with
-``pip install -e '.[bench]'``. See docs/benchmarks.md for what the numbers mean.
+RQ and Celery run only when Redis answers PING at 127.0.0.1:6379. jobq on PostgreSQL
+(column jobq-pg) and Procrastinate run only when PostgreSQL answers at 127.0.0.1:5432; they
+live in bench/postgres_peers.py, which says where each keeps its tables (``--only
+jobq-pg,procrastinate`` runs just that pair). The plumbing all systems share (worker
+processes, completion signals, the latency loop) is in bench/harness.py. Install the peers
+with ``pip install -e '.[bench]'``. See docs/benchmarks.md for what the numbers mean.
 """
 
 from __future__ import annotations
@@ -26,257 +31,41 @@ import contextlib
 import json
 import os
 import platform
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-PEERS = HERE / "peers"
-sys.path.insert(0, str(PEERS))
-BIN = Path(sys.executable).parent
+from harness import (
+    BIN,
+    PEERS,
+    PROCS,
+    ROWS,
+    SYSTEMS,
+    Results,
+    child_env,
+    fmt,
+    fresh,
+    measure_latency,
+    put_drain,
+    put_latency,
+    start,
+    stop,
+    stop_all,
+    tail,
+    timed_submits,
+    wait_count,
+    workdir,
+)
+from postgres_peers import bench_jobq_pg, bench_procrastinate, postgres_reachable, server_info
 
 REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 15
 REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
-PROCS = 5  # worker processes, for every system
-SYSTEMS = ("jobq", "Huey", "RQ", "Celery")
-
-# -- results -------------------------------------------------------------------------------
-
-# row key -> (label, unit, higher_is_better)
-ROWS: dict[str, tuple[str, str, bool]] = {
-    "submit_default": ("submit, one call per job, each side's default durability", "jobs/s", True),
-    "submit_full": ("submit, one call per job, SQLite synchronous=FULL", "jobs/s", True),
-    "submit_normal": ("submit, one call per job, SQLite synchronous=NORMAL", "jobs/s", True),
-    "submit_bulk": ("bulk submit (jobq submit_many, RQ enqueue_many)", "jobs/s", True),
-    "drain": ("drain N no-op jobs, 5 procs, start-up included", "jobs/s", True),
-    "drain_steady": ("drain, first job done -> last job done", "jobs/s", True),
-    "drain_startup": ("drain, workers started -> first job done", "s", False),
-    "drain_fork": ("drain, RQ default forking Worker (smaller N)", "jobs/s", True),
-    "latency_p50": ("latency submit -> start, idle pool, p50", "ms", False),
-    "latency_p99": ("latency submit -> start, idle pool, p99", "ms", False),
-    "latency_fork_p50": ("latency, RQ default forking Worker, p50", "ms", False),
-    "latency_fork_p99": ("latency, RQ default forking Worker, p99", "ms", False),
-}
-
-
-class Results:
-    def __init__(self) -> None:
-        self.values: dict[str, dict[str, float]] = {key: {} for key in ROWS}
-        self.notes: dict[str, list[str]] = {system: [] for system in SYSTEMS}
-        self.status: dict[str, str] = {}
-
-    def put(self, row: str, system: str, value: float) -> None:
-        self.values[row][system] = value
-        label, unit, _ = ROWS[row]
-        print(f"  {system:7} {label}: {fmt(value, unit)} {unit}", flush=True)
-
-    def note(self, system: str, text: str) -> None:
-        self.notes[system].append(text)
-        print(f"  {system:7} note: {text}", flush=True)
-
-
-def fmt(value: float | None, unit: str) -> str:
-    if value is None:
-        return ""
-    if unit == "jobs/s":
-        return f"{value:,.0f}"
-    if unit == "s":
-        return f"{value:.2f}"
-    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
-# -- subprocesses: one process group each, always cleaned up ---------------------------------
-
-_live: list[subprocess.Popen[bytes]] = []
-
-
-def start(command: list[str], env: dict[str, str], log: Path, cwd: Path | None = None):
-    """Start ``command`` in its own session (process group), output to ``log``."""
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            command,
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    _live.append(process)
-    return process
-
-
-def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace: float = 20.0) -> None:
-    """Signal the leader (it stops its own workers), wait up to ``grace`` s, SIGKILL the group.
-
-    Only the leader gets the graceful signal: a pool whose children also receive it directly
-    may treat the second signal it forwards as "stop now" (RQ's forking workers then hang).
-    """
-    try:
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, sig)
-            try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                print(f"  (pid {process.pid} ignored signal {sig} for {grace:.0f} s: SIGKILL)")
-        # Kill whatever is left in the group (children that outlived their parent), then reap.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
-    finally:
-        if process in _live:
-            _live.remove(process)
-
-
-def stop_all() -> None:
-    for process in list(_live):
-        stop(process, signal.SIGKILL, grace=5)
-
-
-def tail(log: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def child_env(bench_dir: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(PEERS)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
-    )
-    env["BENCH_DIR"] = str(bench_dir)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-# -- completion signals --------------------------------------------------------------------
-
-
-def wait_count(
-    bench_dir: Path, count: int, timeout: float, process: subprocess.Popen[bytes], log: Path
-) -> tuple[float, float]:
-    """Poll ``bench_dir/count`` until ``count`` jobs ran: returns (first seen, all seen)."""
-    path = bench_dir / "count"
-    deadline = time.perf_counter() + timeout
-    first = None
-    while True:
-        now = time.perf_counter()
-        try:
-            size = os.stat(path).st_size
-        except FileNotFoundError:
-            size = 0
-        if size and first is None:
-            first = now
-        if size >= count:
-            return (first if first is not None else now), now
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"workers exited (code {process.returncode}) after {size}/{count} jobs:\n"
-                + tail(log)
-            )
-        if now > deadline:
-            raise TimeoutError(f"only {size}/{count} jobs ran within {timeout:.0f} s")
-        time.sleep(0.002)
-
-
-def read_stamps(bench_dir: Path) -> dict[int, float]:
-    stamps: dict[int, float] = {}
-    with contextlib.suppress(FileNotFoundError), open(bench_dir / "stamps") as lines:
-        for line in lines:
-            parts = line.split()
-            if len(parts) == 2:
-                stamps[int(parts[0])] = float(parts[1])
-    return stamps
-
-
-WARMUP = 1_000_000  # indices of warm-up jobs, excluded from the figures
-
-
-def measure_latency(
-    submit: Callable[[int], Any],
-    bench_dir: Path,
-    count: int,
-    gap: float,
-    process: subprocess.Popen[bytes],
-    log: Path,
-    ready_timeout: float = 60.0,
-) -> list[float]:
-    """Warm the pool up, let it go idle, then time ``count`` spaced submits."""
-    warm = 10
-    deadline = time.monotonic() + ready_timeout
-    for k in range(warm):
-        submit(WARMUP + k)
-        time.sleep(gap)
-    while sum(1 for i in read_stamps(bench_dir) if i >= WARMUP) < warm:
-        if process.poll() is not None:
-            raise RuntimeError(f"workers exited (code {process.returncode}):\n" + tail(log))
-        if time.monotonic() > deadline:
-            raise TimeoutError("the pool did not run its warm-up jobs in time")
-        time.sleep(0.01)
-    time.sleep(0.5)  # idle again
-    returned: dict[int, float] = {}
-    for index in range(count):
-        submit(index)
-        returned[index] = time.time()
-        time.sleep(gap)
-    deadline = time.monotonic() + 30 + count * gap
-    while True:
-        stamps = read_stamps(bench_dir)
-        if all(index in stamps for index in returned):
-            break
-        if process.poll() is not None:
-            raise RuntimeError(f"workers exited (code {process.returncode}):\n" + tail(log))
-        if time.monotonic() > deadline:
-            missing = sum(1 for index in returned if index not in stamps)
-            raise TimeoutError(f"{missing} latency jobs never started")
-        time.sleep(0.01)
-    return [(stamps[index] - returned[index]) * 1000 for index in range(count)]
-
-
-def put_latency(results: Results, system: str, latencies: list[float], fork: bool = False) -> None:
-    prefix = "latency_fork" if fork else "latency"
-    results.put(f"{prefix}_p50", system, percentile(latencies, 0.50))
-    results.put(f"{prefix}_p99", system, percentile(latencies, 0.99))
-
-
-def timed_submits(submit: Callable[[int], Any], count: int) -> float:
-    submit(-1)  # connection / schema set-up is not what we time
-    start = time.perf_counter()
-    for number in range(count):
-        submit(number)
-    return count / (time.perf_counter() - start)
-
-
-@contextlib.contextmanager
-def workdir(name: str) -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def fresh(folder: Path, name: str) -> Path:
-    path = folder / name
-    path.mkdir()
-    return path
 
 
 # -- jobq ----------------------------------------------------------------------------------
@@ -358,15 +147,6 @@ def bench_jobq(options: argparse.Namespace, results: Results) -> None:
             app.close()
             stop(process)
         put_latency(results, "jobq", latencies)
-
-
-def put_drain(
-    results: Results, system: str, jobs: int, started: float, first: float, done: float
-) -> None:
-    results.put("drain", system, jobs / (done - started))
-    results.put("drain_startup", system, first - started)
-    if done > first:
-        results.put("drain_steady", system, (jobs - 1) / (done - first))
 
 
 # -- Huey ----------------------------------------------------------------------------------
@@ -656,6 +436,9 @@ def machine() -> list[tuple[str, str]]:
         ("kombu", version("kombu")),
         ("redis-py", version("redis")),
         ("Redis server", redis_server),
+        ("procrastinate", version("procrastinate")),
+        ("psycopg", version("psycopg")),
+        *server_info(),
         (
             "load average (1, 5, 15 min) at report time",
             " ".join(f"{x:.2f}" for x in os.getloadavg()),
@@ -669,7 +452,19 @@ def ratio(value: float | None, other: float | None) -> str:
     return f"{value / other:.2f}x"
 
 
+# Ratio columns: (heading, system, its peers); the ratio is against the best of the peers
+# that ran, and the column is shown when the system and one of its peers are in the table.
+RATIOS = (
+    ("jobq/Huey", "jobq", ("Huey",)),
+    ("jobq/best peer", "jobq", ("Huey", "RQ", "Celery")),
+    ("jobq-pg/Procrastinate", "jobq-pg", ("Procrastinate",)),
+)
+
+
 def report(results: Results, options: argparse.Namespace, info: list[tuple[str, str]]) -> str:
+    # Systems left out by --only get no column; skipped or failed ones say so in theirs.
+    shown = [s for s in SYSTEMS if results.status.get(s) != "skipped: not in --only"]
+    ratios = [r for r in RATIOS if r[1] in shown and any(p in shown for p in r[2])]
     out = ["## Machine", "", "| | |", "|---|---|"]
     out += [f"| {key} | {value} |" for key, value in info]
     out += [
@@ -682,15 +477,17 @@ def report(results: Results, options: argparse.Namespace, info: list[tuple[str, 
     out += [
         "## Results",
         "",
-        "| measurement | unit | jobq | Huey | RQ | Celery | jobq/Huey | jobq/best peer |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| measurement | unit | " + " | ".join(shown + [r[0] for r in ratios]) + " |",
+        "|---|---|" + "---:|" * (len(shown) + len(ratios)),
     ]
     for key, (label, unit, higher) in ROWS.items():
         row = results.values[key]
         if not row:
             continue
+        if not any(system in row for system in shown):
+            continue
         cells = []
-        for system in SYSTEMS:
+        for system in shown:
             if system in row:
                 cells.append(fmt(row[system], unit))
             elif results.status.get(system, "").startswith("skipped"):
@@ -699,22 +496,21 @@ def report(results: Results, options: argparse.Namespace, info: list[tuple[str, 
                 cells.append("failed")
             else:
                 cells.append("n/a")
-        peers = [row[s] for s in SYSTEMS[1:] if s in row]
-        best = (max(peers) if higher else min(peers)) if peers else None
+        for _, system, peer_names in ratios:
+            peers = [row[s] for s in peer_names if s in row]
+            best = (max(peers) if higher else min(peers)) if peers else None
+            cells.append(ratio(row.get(system), best))
         direction = "higher is better" if higher else "lower is better"
-        out.append(
-            f"| {label} | {unit} ({direction}) | "
-            + " | ".join(cells)
-            + f" | {ratio(row.get('jobq'), row.get('Huey'))} | {ratio(row.get('jobq'), best)} |"
-        )
+        out.append(f"| {label} | {unit} ({direction}) | " + " | ".join(cells) + " |")
     out += [
         "",
-        "Ratios are jobq divided by the peer: above 1x is better for jobs/s, below 1x "
-        "is better for seconds and milliseconds. n/a: the system has no such API or mode.",
+        "Ratios are jobq (on SQLite, or on PostgreSQL for jobq-pg) divided by the peer: "
+        "above 1x is better for jobs/s, below 1x is better for seconds and milliseconds. "
+        "n/a: the system has no such API or mode.",
         "",
     ]
     out += ["## Status and notes", ""]
-    for system in SYSTEMS:
+    for system in shown:
         out.append(f"- {system}: {results.status.get(system, 'not run')}")
         out += [f"  - {note}" for note in results.notes[system]]
     return "\n".join(out)
@@ -732,7 +528,9 @@ def main() -> int:
         "--rq-fork-jobs", type=int, default=None, help="N for RQ's default forking worker (2000)"
     )
     parser.add_argument("--quick", action="store_true", help="small N: about a minute in all")
-    parser.add_argument("--only", help="comma-separated subset of jobq,huey,rq,celery")
+    parser.add_argument(
+        "--only", help="comma-separated subset of jobq,huey,rq,celery,jobq-pg,procrastinate"
+    )
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     options = parser.parse_args()
     quick = options.quick
@@ -747,6 +545,9 @@ def main() -> int:
             setattr(options, name, small if quick else normal)
     options.timeout = 60 + options.jobs / 50  # every drain wait is bounded
     only = {name.strip().lower() for name in options.only.split(",")} if options.only else None
+    unknown = sorted((only or set()) - {system.lower() for system in SYSTEMS})
+    if unknown:
+        parser.error(f"unknown --only name(s): {', '.join(unknown)}")
 
     # A SIGTERM (or SIGHUP) to the harness unwinds through the finally blocks like Ctrl-C.
     def interrupted(signum: int, frame: Any) -> None:
@@ -757,11 +558,14 @@ def main() -> int:
 
     results = Results()
     redis_problem = redis_reachable()
+    postgres_problem = postgres_reachable()
     runs: list[tuple[str, Callable[[argparse.Namespace, Results], None], str | None]] = [
         ("jobq", bench_jobq, None),
         ("Huey", bench_huey, None),
         ("RQ", bench_rq, redis_problem),
         ("Celery", bench_celery, redis_problem),
+        ("jobq-pg", bench_jobq_pg, postgres_problem),
+        ("Procrastinate", bench_procrastinate, postgres_problem),
     ]
     began = time.monotonic()
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -132,14 +132,29 @@ def start_pool(folder: Path, database: Path, options: argparse.Namespace) -> sub
     env.pop("JOBQ_FAULTS", None)
     env["SOAK_JOB_MS"] = str(options.job_ms)
     command = [
-        sys.executable, "-m", "cli", "worker", "--app", "soak_app:app",
-        "--procs", str(options.procs), "--threads", str(options.threads),
-        "--grace", "10", "--db", str(database),
+        sys.executable,
+        "-m",
+        "cli",
+        "worker",
+        "--app",
+        "soak_app:app",
+        "--procs",
+        str(options.procs),
+        "--threads",
+        str(options.threads),
+        "--grace",
+        "10",
+        "--db",
+        str(database),
     ]
     log = open(folder / "worker.log", "wb")  # noqa: SIM115 - closed with the process
     try:
         return subprocess.Popen(
-            command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
+            command,
+            cwd=folder,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: cleanup can reach every child
         )
     finally:
@@ -204,9 +219,12 @@ def soak(options: argparse.Namespace, folder: Path) -> bool:
     process = start_pool(folder, database, options)
     try:
         wait_for_workers(process, options.procs)
-        print(f"pool pid {process.pid}: {options.procs} procs x {options.threads} threads; "
-              f"{options.rate}/s for {options.seconds:.0f} s, a SIGKILL every "
-              f"{options.kill_every:.0f} s; database {database}", flush=True)
+        print(
+            f"pool pid {process.pid}: {options.procs} procs x {options.threads} threads; "
+            f"{options.rate}/s for {options.seconds:.0f} s, a SIGKILL every "
+            f"{options.kill_every:.0f} s; database {database}",
+            flush=True,
+        )
         print(HEADER, flush=True)
         started = time.monotonic()
         # Kills fall between samples, so that a sample never sees a slot mid-restart.
@@ -283,14 +301,22 @@ def report(run: Run, store, options, code: int | None, drained_in: float, folder
     counts = store.counts()["counts"]
     leftover_workers = store.workers()
     print()
-    print(f"pool stopped by SIGTERM: {'exit code ' + str(code) if code is not None else 'HUNG'}"
-          f"; drained in {drained_in:.1f} s")
+    print(
+        f"pool stopped by SIGTERM: {'exit code ' + str(code) if code is not None else 'HUNG'}"
+        f"; drained in {drained_in:.1f} s"
+    )
     print(f"jobs: submitted {run.submitted}, " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     print(f"kills: {len(run.kills)} ({', '.join(f'{t:.0f}s:{pid}' for t, pid in run.kills)})")
-    requeued = [int(m) for m in re.findall(r"; (\d+) of its jobs queued again",
-                                           (folder / "worker.log").read_text(errors="replace"))]
-    print(f"jobs a killed worker held, queued again: {sum(requeued)} "
-          f"(per kill: {' '.join(map(str, requeued)) or '-'})")
+    requeued = [
+        int(m)
+        for m in re.findall(
+            r"; (\d+) of its jobs queued again", (folder / "worker.log").read_text(errors="replace")
+        )
+    ]
+    print(
+        f"jobs a killed worker held, queued again: {sum(requeued)} "
+        f"(per kill: {' '.join(map(str, requeued)) or '-'})"
+    )
     verdicts: list[tuple[str, bool]] = []
     all_ok = counts["succeeded"] == run.submitted and sum(counts.values()) == run.submitted
     verdicts.append((f"every job succeeded ({counts['succeeded']}/{run.submitted})", all_ok))
@@ -302,33 +328,48 @@ def report(run: Run, store, options, code: int | None, drained_in: float, folder
         med = [statistics.median(r for r, _ in s.workers.values()) for s in samples if s.workers]
         wrk_a, wrk_b = thirds(med)
         fd_sup_a = max(s.supervisor_fds for s in samples[: len(samples) // 3])
-        fd_sup_b = max(s.supervisor_fds for s in samples[-(len(samples) // 3):])
+        fd_sup_b = max(s.supervisor_fds for s in samples[-(len(samples) // 3) :])
         wfd = [max(f for _, f in s.workers.values()) for s in samples if s.workers]
-        fd_wrk_a, fd_wrk_b = max(wfd[: len(wfd) // 3]), max(wfd[-(len(wfd) // 3):])
+        fd_wrk_a, fd_wrk_b = max(wfd[: len(wfd) // 3]), max(wfd[-(len(wfd) // 3) :])
         wal_max = max(s.wal for s in samples) / 2**20
         wal_a = max(s.wal for s in samples[: len(samples) // 3]) / 2**20
-        wal_b = max(s.wal for s in samples[-(len(samples) // 3):]) / 2**20
-        print(f"supervisor RSS: first {first.supervisor_rss:.1f} MiB, last "
-              f"{last.supervisor_rss:.1f} MiB; mean of first third {sup_a:.1f}, last third "
-              f"{sup_b:.1f}")
-        print("worker RSS (MiB) first sample: "
-              + " ".join(f"{r:.1f}" for r, _ in first.workers.values())
-              + "; last sample: " + " ".join(f"{r:.1f}" for r, _ in last.workers.values())
-              + f"; median first third {wrk_a:.1f}, last third {wrk_b:.1f}")
-        print(f"fds: supervisor max {fd_sup_a} (first third) -> {fd_sup_b} (last third); "
-              f"workers max {fd_wrk_a} -> {fd_wrk_b}")
-        print(f"WAL: max {wal_max:.2f} MiB (first third {wal_a:.2f}, last third {wal_b:.2f}); "
-              f"database {samples[-1].db / 2**20:.1f} MiB")
+        wal_b = max(s.wal for s in samples[-(len(samples) // 3) :]) / 2**20
+        print(
+            f"supervisor RSS: first {first.supervisor_rss:.1f} MiB, last "
+            f"{last.supervisor_rss:.1f} MiB; mean of first third {sup_a:.1f}, last third "
+            f"{sup_b:.1f}"
+        )
+        print(
+            "worker RSS (MiB) first sample: "
+            + " ".join(f"{r:.1f}" for r, _ in first.workers.values())
+            + "; last sample: "
+            + " ".join(f"{r:.1f}" for r, _ in last.workers.values())
+            + f"; median first third {wrk_a:.1f}, last third {wrk_b:.1f}"
+        )
+        print(
+            f"fds: supervisor max {fd_sup_a} (first third) -> {fd_sup_b} (last third); "
+            f"workers max {fd_wrk_a} -> {fd_wrk_b}"
+        )
+        print(
+            f"WAL: max {wal_max:.2f} MiB (first third {wal_a:.2f}, last third {wal_b:.2f}); "
+            f"database {samples[-1].db / 2**20:.1f} MiB"
+        )
         backlog = [s.counts["queued"] + s.counts["scheduled"] for s in samples]
         print(f"backlog (queued): max {max(backlog)}, last {backlog[-1]}")
         verdicts += [
-            (f"supervisor RSS flat (+{sup_b - sup_a:.1f} MiB <= {RSS_GROWTH_MIB})",
-             sup_b - sup_a <= RSS_GROWTH_MIB),
-            (f"worker RSS flat (+{wrk_b - wrk_a:.1f} MiB <= {RSS_GROWTH_MIB})",
-             wrk_b - wrk_a <= RSS_GROWTH_MIB),
-            (f"fds flat (supervisor +{fd_sup_b - fd_sup_a}, workers +{fd_wrk_b - fd_wrk_a}"
-             f" <= {FD_GROWTH})",
-             fd_sup_b - fd_sup_a <= FD_GROWTH and fd_wrk_b - fd_wrk_a <= FD_GROWTH),
+            (
+                f"supervisor RSS flat (+{sup_b - sup_a:.1f} MiB <= {RSS_GROWTH_MIB})",
+                sup_b - sup_a <= RSS_GROWTH_MIB,
+            ),
+            (
+                f"worker RSS flat (+{wrk_b - wrk_a:.1f} MiB <= {RSS_GROWTH_MIB})",
+                wrk_b - wrk_a <= RSS_GROWTH_MIB,
+            ),
+            (
+                f"fds flat (supervisor +{fd_sup_b - fd_sup_a}, workers +{fd_wrk_b - fd_wrk_a}"
+                f" <= {FD_GROWTH})",
+                fd_sup_b - fd_sup_a <= FD_GROWTH and fd_wrk_b - fd_wrk_a <= FD_GROWTH,
+            ),
             (f"WAL bounded (max {wal_max:.2f} MiB <= {WAL_MAX_MIB})", wal_max <= WAL_MAX_MIB),
         ]
     else:
@@ -337,8 +378,10 @@ def report(run: Run, store, options, code: int | None, drained_in: float, folder
     for text, ok in verdicts:
         print(f"  [{'ok' if ok else 'FAIL'}] {text}")
     verdict = all(ok for _, ok in verdicts)
-    print(f"verdict: {'FLAT and complete' if verdict else 'NOT OK'}  (worker log: "
-          f"{folder / 'worker.log' if options.keep else 'deleted; use --keep'})")
+    print(
+        f"verdict: {'FLAT and complete' if verdict else 'NOT OK'}  (worker log: "
+        f"{folder / 'worker.log' if options.keep else 'deleted; use --keep'})"
+    )
     return verdict
 
 
@@ -350,10 +393,16 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--kill-every", type=float, default=10.0, metavar="SECONDS")
     parser.add_argument("--sample-every", type=float, default=5.0, metavar="SECONDS")
-    parser.add_argument("--drain", type=float, default=60.0, metavar="SECONDS",
-                        help="most time to wait for the backlog after the load phase")
-    parser.add_argument("--job-ms", type=float, default=10.0,
-                        help="mean job duration in milliseconds (a sleep)")
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="most time to wait for the backlog after the load phase",
+    )
+    parser.add_argument(
+        "--job-ms", type=float, default=10.0, help="mean job duration in milliseconds (a sleep)"
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (db, log)")
     options = parser.parse_args()

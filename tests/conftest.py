@@ -12,11 +12,18 @@ import pytest
 from jobq import JobQ
 from tests.support import sample_tasks
 from tests.support.helpers import JOBQ, SAMPLE_APP, WorkerHandle, run_log, subprocess_env
+from tests.support.postgres import fresh_database
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> str:
-    return str(tmp_path / "jobq.db")
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The test's database: an SQLite file, or (``BOTH_BACKENDS``, or parametrized
+    indirectly with "postgresql") a fresh schema on the test PostgreSQL server."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield str(tmp_path / "jobq.db")
+        return
+    with fresh_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from tests.support.helpers import (
     wait_for,
     wait_for_status,
 )
+from tests.support.postgres import BOTH_BACKENDS
 
 pytestmark = pytest.mark.slow
 
@@ -66,6 +67,7 @@ def executing(tmp_path: Path, count: int) -> bool:
 # -- 1. a worker process killed -----------------------------------------------------------
 
 
+@BOTH_BACKENDS
 def test_sigkill_of_a_worker_process_requeues_its_jobs_and_restarts_it(
     sample_app: JobQ,
     start_worker: Callable[..., WorkerHandle],
@@ -117,6 +119,7 @@ def test_sigkill_of_a_worker_process_requeues_its_jobs_and_restarts_it(
 # -- 2. the supervisor killed -------------------------------------------------------------
 
 
+@BOTH_BACKENDS
 def test_sigkill_of_the_supervisor_kills_its_children_and_a_new_worker_recovers_the_jobs(
     sample_app: JobQ,
     start_worker: Callable[..., WorkerHandle],

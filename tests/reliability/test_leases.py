@@ -28,9 +28,9 @@ from tests.support.helpers import (
     wait_for,
     wait_for_status,
 )
-from tests.support.postgres import database_on_both  # noqa: F401 (runs each test on both)
+from tests.support.postgres import BOTH_BACKENDS
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, BOTH_BACKENDS]
 
 SLEEP = f"{TASKS}.sleep"
 

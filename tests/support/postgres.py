@@ -12,7 +12,6 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
@@ -63,15 +62,8 @@ def fresh_database() -> Iterator[str]:
         drop_schema(schema)
 
 
-@pytest.fixture(name="database", params=["sqlite", "postgresql"])
-def database_on_both(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """Replaces the ``database`` fixture where imported: the module's tests run on an SQLite
-    file and on a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "jobq.db")
-        return
-    with fresh_database() as url:
-        yield url
+# Runs a test (or, as ``pytestmark``, a module) on an SQLite file and on PostgreSQL.
+BOTH_BACKENDS = pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True)
 
 
 def count_jobs(url: str) -> int:
