@@ -62,7 +62,13 @@ from harness import (
     wait_count,
     workdir,
 )
-from postgres_peers import bench_jobq_pg, bench_procrastinate, postgres_reachable, server_info
+from postgres_peers import (
+    bench_jobq_pg,
+    bench_procrastinate,
+    postgres_reachable,
+    procrastinate_missing,
+    server_info,
+)
 
 REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 15
 REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
@@ -565,7 +571,7 @@ def main() -> int:
         ("RQ", bench_rq, redis_problem),
         ("Celery", bench_celery, redis_problem),
         ("jobq-pg", bench_jobq_pg, postgres_problem),
-        ("Procrastinate", bench_procrastinate, postgres_problem),
+        ("Procrastinate", bench_procrastinate, postgres_problem or procrastinate_missing()),
     ]
     began = time.monotonic()
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -66,6 +67,15 @@ def postgres_reachable() -> str | None:
     except Exception as error:  # noqa: BLE001 - any failure means "skip"
         message = str(error).strip().splitlines()[0] if str(error).strip() else ""
         return f"postgresql unreachable ({type(error).__name__}: {message})"
+    return None
+
+
+def procrastinate_missing() -> str | None:
+    """None when Procrastinate can be imported, else why not."""
+    try:
+        import procrastinate  # noqa: F401
+    except ImportError:
+        return "procrastinate is not installed (pip install -e '.[bench]')"
     return None
 
 
@@ -217,7 +227,6 @@ def procrastinate_database(folder: Path) -> Iterator[None]:
 
 def load_procrastinate() -> Any:
     import importlib
-    import os
 
     os.environ["BENCH_PROCRASTINATE_DSN"] = PROCRASTINATE_DSN
     import procrastinate_tasks
@@ -260,20 +269,19 @@ def bench_procrastinate(options: argparse.Namespace, results: Results) -> None:
                 results.put(
                     "submit_bulk", system, options.jobs / (time.perf_counter() - start_time)
                 )
-            jobs = options.jobs
 
             bench_dir, log = fresh(folder, "drain"), folder / "drain.log"
             started = time.perf_counter()
             group = workers(bench_dir, log, one_shot=True)
             exited = None
             try:
-                first, done = wait_count(bench_dir, jobs, options.timeout, group, log)
+                first, done = wait_count(bench_dir, options.jobs, options.timeout, group, log)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     group.wait(timeout=60)
                     exited = time.perf_counter()
             finally:
                 group.stop()
-            put_drain(results, system, jobs, started, first, done)
+            put_drain(results, system, options.jobs, started, first, done)
             if exited is not None:
                 results.note(
                     system,
@@ -284,8 +292,10 @@ def bench_procrastinate(options: argparse.Namespace, results: Results) -> None:
                     "SELECT status, count(*) FROM procrastinate_jobs GROUP BY status"
                 ).fetchall()
             counts = {str(status): int(count) for status, count in rows}
-            if counts.get("succeeded") != jobs:
-                results.note(system, f"drain: expected {jobs} succeeded, database: {counts}")
+            if counts.get("succeeded") != options.jobs:
+                results.note(
+                    system, f"drain: expected {options.jobs} succeeded, database: {counts}"
+                )
 
         with procrastinate_database(folder):
             tasks = load_procrastinate()
