@@ -22,6 +22,7 @@ Written against the Store interface only. A new backend is one more branch in
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
@@ -70,13 +71,14 @@ POOL = ("w1", "w2", "w3")  # worker ids; a reaped worker registers again under i
 FUTURE = 3600.0  # a delay that never comes due during a test
 
 
-def open_backend(backend: str, directory: Path) -> Store:
-    """A fresh, migrated store of ``backend`` for one example."""
+def open_backend(backend: str, directory: Path, url: str | None) -> Store:
+    """A fresh, migrated store of ``backend`` for one example (on PostgreSQL, the test's
+    schema emptied: creating one per example would cost most of the test's time)."""
     if backend == "sqlite":
         return open_store(directory / "properties.db")
-    if backend == "postgresql":
-        schema = f"jobq_props_{directory.name.replace('-', '_').lower()}"
-        return open_store(f"{postgres.SERVER}?schema={schema}")
+    if backend == "postgresql" and url is not None:
+        postgres.empty_schema(url)
+        return open_store(url)
     raise AssertionError(f"no factory for backend {backend!r}: add one here")
 
 
@@ -95,19 +97,16 @@ class ModelJob:
 
 
 class StoreMachine(RuleBasedStateMachine):
-    def __init__(self, backend: str) -> None:
+    def __init__(self, backend: str, url: str | None = None) -> None:
         super().__init__()
         self.directory = Path(tempfile.mkdtemp(prefix="jobq-props-"))
-        self.backend = backend
-        self.store = open_backend(backend, self.directory)
+        self.store = open_backend(backend, self.directory, url)
         self.jobs: dict[int, ModelJob] = {}
         self.live: set[str] = set()
         self.seen: dict[int, str] = {}  # status of each job after the previous step
 
     def teardown(self) -> None:
         self.store.close()
-        if self.backend == "postgresql":
-            postgres.drop_schema(self.store.schema)  # type: ignore[attr-defined]
         shutil.rmtree(self.directory, ignore_errors=True)
 
     # -- model helpers ---------------------------------------------------------------------
@@ -404,14 +403,14 @@ class StoreMachine(RuleBasedStateMachine):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_store_state_machine(backend: str) -> None:
-    if backend == "postgresql":
-        postgres.require()
-    run_state_machine_as_test(
-        lambda: StoreMachine(backend),
-        settings=settings(
-            max_examples=100,
-            stateful_step_count=40,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
-    )
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(postgres.fresh_database()) if backend == "postgresql" else None
+        run_state_machine_as_test(
+            lambda: StoreMachine(backend, url),
+            settings=settings(
+                max_examples=100,
+                stateful_step_count=40,
+                deadline=None,
+                suppress_health_check=[HealthCheck.too_slow],
+            ),
+        )
