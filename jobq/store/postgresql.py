@@ -61,6 +61,13 @@ ORDER BY position
 RETURNING id
 """
 
+# A submit without dependencies: one statement in a transaction of its own, waking the
+# listeners as it commits (one round trip instead of BEGIN, INSERT, NOTIFY, COMMIT).
+_SUBMIT = f"""
+WITH new AS ({_INSERT}), wake AS (SELECT pg_notify(%s, ''))
+SELECT new.id FROM new, wake ORDER BY new.id
+"""
+
 # Scheduled jobs whose time has come join their queue, in the claim's own transaction.
 _PROMOTE = f"""
 UPDATE jobs SET status = 'queued'
@@ -86,26 +93,39 @@ RETURNING id, task, queue, args, kwargs, attempts, max_attempts, timeout, priori
 """
 
 # Fenced like SQLite's: an outcome applies only while its job is running, held by this worker,
-# under this claim. A job asked to cancel that would go back to waiting ends cancelled.
+# under this claim. A job asked to cancel that would go back to waiting ends cancelled. The
+# same statement takes the dependency rows of the jobs it finished (``--after``: the caller
+# settles their dependents) and wakes the listeners: one round trip for the whole batch.
 _COMPLETE = f"""
-UPDATE jobs SET status = CASE WHEN jobs.cancel_requested IS NOT NULL
-        AND outcome.status NOT IN {_ENDED} THEN 'cancelled' ELSE outcome.status END,
-    result = outcome.result,
-    error = CASE WHEN jobs.cancel_requested IS NOT NULL AND outcome.status NOT IN {_ENDED}
-        THEN %s WHEN outcome.refund THEN jobs.error ELSE outcome.error END,
-    finished_at = CASE WHEN outcome.status IN {_ENDED} OR jobs.cancel_requested IS NOT NULL
-        THEN {NOW} END,
-    run_at = CASE WHEN outcome.delay IS NULL THEN jobs.run_at
-        ELSE {NOW} + GREATEST(outcome.delay, 0) END,
-    attempts = GREATEST(jobs.attempts - CASE WHEN outcome.refund THEN 1 ELSE 0 END, 0),
-    worker_id = CASE WHEN outcome.status IN {_ENDED} THEN jobs.worker_id END,
-    claim_token = %s
-FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[],
-    %s::float8[], %s::boolean[]) AS outcome(id, worker, claim, status, result, error, delay,
-    refund)
-WHERE jobs.id = outcome.id AND jobs.status = 'running' AND jobs.worker_id = outcome.worker
-    AND jobs.claims = outcome.claim
-RETURNING jobs.id, jobs.status
+WITH done AS (
+    UPDATE jobs SET status = CASE WHEN jobs.cancel_requested IS NOT NULL
+            AND outcome.status NOT IN {_ENDED} THEN 'cancelled' ELSE outcome.status END,
+        result = outcome.result,
+        error = CASE WHEN jobs.cancel_requested IS NOT NULL AND outcome.status NOT IN {_ENDED}
+            THEN %s WHEN outcome.refund THEN jobs.error ELSE outcome.error END,
+        finished_at = CASE WHEN outcome.status IN {_ENDED} OR jobs.cancel_requested IS NOT NULL
+            THEN {NOW} END,
+        run_at = CASE WHEN outcome.delay IS NULL THEN jobs.run_at
+            ELSE {NOW} + GREATEST(outcome.delay, 0) END,
+        attempts = GREATEST(jobs.attempts - CASE WHEN outcome.refund THEN 1 ELSE 0 END, 0),
+        worker_id = CASE WHEN outcome.status IN {_ENDED} THEN jobs.worker_id END,
+        claim_token = %s
+    FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[],
+        %s::float8[], %s::boolean[]) AS outcome(id, worker, claim, status, result, error, delay,
+        refund)
+    WHERE jobs.id = outcome.id AND jobs.status = 'running' AND jobs.worker_id = outcome.worker
+        AND jobs.claims = outcome.claim
+    RETURNING jobs.id, jobs.status
+),
+edges AS (
+    DELETE FROM job_dependencies
+    WHERE after_id IN (SELECT id FROM done WHERE status IN {_ENDED})
+    RETURNING after_id, job_id
+),
+wake AS (SELECT pg_notify(%s, '') WHERE EXISTS (SELECT 1 FROM done))
+SELECT 'done', id, NULL::bigint, status FROM done
+UNION ALL SELECT 'edge', after_id, job_id, NULL FROM edges
+UNION ALL SELECT 'wake', NULL, NULL, NULL FROM wake
 """
 _COMPLETE_CHUNK = 1000
 
@@ -123,6 +143,26 @@ WHERE status = 'running' AND claim_token = ANY(%s)
 def _delay(at: float | None) -> float | None:
     """A host's absolute time as seconds from now (the database adds its own now)."""
     return None if at is None else at - time.time()
+
+
+def _columns(jobs: Sequence[NewJob], statuses: Sequence[str | None]) -> list[list[Any]]:
+    """The new jobs as the arrays _INSERT unnests, one per column."""
+    columns: list[list[Any]] = [[] for _ in range(9)]
+    for job, status in zip(jobs, statuses, strict=True):
+        values = (
+            job.task,
+            job.queue,
+            status,
+            job.priority,
+            job.args,
+            job.kwargs,
+            job.max_attempts,
+            job.timeout,
+            _delay(job.run_at),
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    return columns
 
 
 class PostgreSQLStore(PostgreSQLConnections, Store):
@@ -172,29 +212,14 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
     def enqueue(self, jobs: Sequence[NewJob]) -> list[int]:
         if not jobs:
             return []
+        if not any(job.after for job in jobs):
+            columns = _columns(jobs, [None] * len(jobs))
+            return [row[0] for row in self._read(_SUBMIT, [*columns, self.channel])]
         with self._write() as connection:
-            found: dict[int, str] = {}
-            statuses: list[str | None] = [None] * len(jobs)
-            if any(job.after for job in jobs):
-                found, statuses = self._after_statuses(connection, jobs)
-            columns: list[list[Any]] = [[] for _ in range(9)]
-            for job, status in zip(jobs, statuses, strict=True):
-                values = (
-                    job.task,
-                    job.queue,
-                    status,
-                    job.priority,
-                    job.args,
-                    job.kwargs,
-                    job.max_attempts,
-                    job.timeout,
-                    _delay(job.run_at),
-                )
-                for column, value in zip(columns, values, strict=True):
-                    column.append(value)
-            ids = [row[0] for row in connection.execute(_INSERT, columns).fetchall()]
-            if found:
-                self._record_after(connection, jobs, ids, statuses, found)
+            found, statuses = self._after_statuses(connection, jobs)
+            rows = connection.execute(_INSERT, _columns(jobs, statuses)).fetchall()
+            ids = sorted(row[0] for row in rows)  # identities follow the insert order
+            self._record_after(connection, jobs, ids, statuses, found)
             self._notify(connection)
         return ids
 
@@ -329,6 +354,7 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
     def _complete(self, connection: Any, token: int, outcomes: Sequence[Outcome]) -> list[bool]:
         applied = [False] * len(outcomes)
         ended: dict[int, str] = {}  # jobs this batch finished: those waiting for them settle
+        edges: list[tuple[int, int]] = []  # (finished job, job that waited for it)
         for chunk in outcome_chunks(outcomes, _COMPLETE_CHUNK):
             columns: list[list[Any]] = [[] for _ in range(8)]
             for index in sorted(chunk.values(), key=lambda i: outcomes[i].job_id):
@@ -345,18 +371,18 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
                 )
                 for column, value in zip(columns, values, strict=True):
                     column.append(value)
-            parameters = [CANCELLED_RUNNING, token, *columns]
-            rows = connection.execute(_COMPLETE, parameters).fetchall()
-            for job_id, status in rows:
-                applied[chunk[job_id]] = True
-                if status in TERMINAL:
-                    ended[job_id] = status
+            parameters = [CANCELLED_RUNNING, token, *columns, self.channel]
+            for kind, first, second, status in connection.execute(_COMPLETE, parameters):
+                if kind == "done":
+                    applied[chunk[first]] = True
+                    if status in TERMINAL:
+                        ended[first] = status
+                elif kind == "edge":
+                    edges.append((first, second))
             self._landed_before(connection, outcomes, chunk, applied)
             fault("mid_complete")
-        if ended:
-            self._settle(connection, ended)
-        if any(applied):
-            self._notify(connection)
+        if edges:
+            self._settle(connection, ended, edges)
         return applied
 
     def _landed_before(
@@ -388,15 +414,25 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
         if rows:
             log.info("%d outcomes were recorded by a commit lost with its connection", len(rows))
 
-    def _settle(self, connection: Any, ended: dict[int, str]) -> None:
+    def _settle(
+        self,
+        connection: Any,
+        ended: dict[int, str],
+        taken: list[tuple[int, int]] | None = None,
+    ) -> None:
         """Jobs waiting for ``ended`` (id -> terminal status): release those whose every
         dependency has now succeeded; cancel those whose dependency failed or was cancelled,
-        and so on down the chain."""
+        and so on down the chain. ``taken``: the dependency rows of ``ended``, already
+        deleted by the caller."""
         while ended:
-            edges = connection.execute(
-                "DELETE FROM job_dependencies WHERE after_id = ANY(%s) RETURNING after_id, job_id",
-                (list(ended),),
-            ).fetchall()
+            edges = taken
+            taken = None
+            if edges is None:
+                edges = connection.execute(
+                    "DELETE FROM job_dependencies WHERE after_id = ANY(%s)"
+                    " RETURNING after_id, job_id",
+                    (list(ended),),
+                ).fetchall()
             cancelled: dict[int, str] = {}
             for after_id, job_id in edges:
                 status = ended[after_id]

@@ -27,6 +27,8 @@ from tests.support.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
+pytestmark = pytest.mark.postgresql
+
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:

@@ -19,6 +19,8 @@ from jobq.models import NewJob, Outcome
 from jobq.store import open_store
 from tests.support import postgres
 
+pytestmark = pytest.mark.postgresql
+
 
 @pytest.fixture
 def store() -> Iterator[Any]:

@@ -19,6 +19,8 @@ from tests.support.helpers import SAMPLE_APP, assert_refused
 ECHO = "tests.support.sample_tasks.echo"
 ADD = "tests.support.sample_tasks.add"
 
+pytestmark = pytest.mark.postgresql
+
 
 @pytest.fixture
 def database() -> Iterator[str]:

@@ -22,7 +22,7 @@ from jobq import JobQ
 from tests.support import postgres, sample_tasks
 from tests.support.helpers import FINISHED, WorkerHandle, log_lines, wait_for, wait_for_status
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgresql]
 
 WORKERS_NAME = "jobq-test-worker"  # the application_name the workers' sessions carry
 

@@ -28,7 +28,7 @@ from tests.support.helpers import (
     wait_for_status,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgresql]
 
 PROCS, THREADS, LEASE = 2, 4, 3.0
 
