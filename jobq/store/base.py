@@ -7,6 +7,7 @@ that changes rows is one transaction: it happens whole or not at all.
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -94,6 +95,19 @@ class Store(abc.ABC):
         once the server has delivered its notification, milliseconds later (PostgreSQL):
         callers poll.
         """
+
+    def wait_for_change(self, timeout: float, poll: float = 0.001) -> bool:
+        """Wait up to ``timeout`` seconds for :meth:`changed` to answer True; return whether
+        it did. This default asks every ``poll`` seconds; a backend that can be told of
+        commits (PostgreSQL's LISTEN) sleeps until one arrives."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.changed():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(poll, remaining))
 
     @abc.abstractmethod
     def next_run_at(

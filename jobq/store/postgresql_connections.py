@@ -194,6 +194,21 @@ class PostgreSQLConnections:
             self._discard(listener)
             return True
 
+    def wait_for_change(self, timeout: float, poll: float = 0.001) -> bool:
+        """Sleep on the listening connection's socket until a notification arrives or
+        ``timeout`` passes: no polling while idle."""
+        if self.changed():
+            return True
+        listener = getattr(self._local, "listener", None)
+        if listener is None:  # could not listen: fall back on asking every ``poll``
+            time.sleep(min(poll, timeout))
+            return self.changed()
+        try:
+            select.select([listener.pgconn.socket], [], [], timeout)
+        except (OSError, ValueError, psycopg.Error):
+            return True
+        return self.changed()
+
     def close(self) -> None:
         if self._pid != os.getpid():
             return

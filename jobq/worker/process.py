@@ -37,6 +37,7 @@ from .settings import EXIT_CRASHED, EXIT_OK, EXIT_RECYCLE, WorkerSettings
 log = logging.getLogger("jobq.worker")
 
 CANCEL_CHECK = 0.2  # seconds between looks for cancel requests while jobs run
+STOP_CHECK = 0.05  # seconds an idle fetcher waits for new work before it looks for a stop
 
 
 class WorkerProcess:
@@ -357,11 +358,12 @@ class WorkerProcess:
         if next_run is not None:
             wake_at = min(wake_at, now + max(next_run - time.time(), settings.poll))
         while not self.stopping.is_set():
-            if store.changed():
+            remaining = wake_at - time.monotonic()
+            if remaining <= 0:
                 return
-            if time.monotonic() >= wake_at:
+            # In slices, so that a stop is seen within STOP_CHECK seconds.
+            if store.wait_for_change(min(remaining, STOP_CHECK), settings.poll):
                 return
-            self.stopping.wait(settings.poll)
 
     def _hand_back_prefetched(self) -> None:
         assert self.store is not None

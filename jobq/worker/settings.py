@@ -24,7 +24,7 @@ class WorkerSettings:
     # dead and its jobs are queued again. The heartbeat runs every lease / 10 seconds.
     lease: float = 20.0
     batch: int = 32  # most jobs claimed in one transaction (never more than free threads)
-    poll: float = 0.001  # seconds between PRAGMA data_version checks while idle
+    poll: float = 0.001  # seconds between checks for commits while idle (SQLite: data_version)
     backstop: float = 1.0  # seconds between full claim attempts while idle, whatever changed
     # MiB of address space each worker process may use (RLIMIT_AS); a task that needs more
     # gets MemoryError instead of taking the machine down. None: no limit. procs >= 1 only.
