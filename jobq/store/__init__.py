@@ -25,7 +25,8 @@ _SQLITE_OPTIONS = {
 # PostgreSQL: jobq's tables live in their own schema (``jobq`` unless ``?schema=`` names
 # another), so they never meet an application's own ``jobs`` table in a shared database.
 DEFAULT_SCHEMA = "jobq"
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# At most 58 characters: the notification channel, "jobq_" + schema, must fit PostgreSQL's 63.
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,57}$")
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,14 @@ class DatabaseConfig:
         if self.backend != "postgresql":
             return self.url
         parts = urlsplit(self.url)
-        if parts.password is None:
-            return self.url
-        host = parts.netloc.rsplit("@", 1)[1]
-        netloc = f"{parts.username or ''}:***@{host}"
-        return urlunsplit(parts._replace(netloc=netloc))
+        if parts.password is not None:
+            host = parts.netloc.rsplit("@", 1)[1]
+            parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+        query = [
+            (key, "***" if key.lower() == "password" else value)
+            for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
 
 
 def parse_database(location: str | Path) -> DatabaseConfig:

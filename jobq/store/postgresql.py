@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
 import threading
 import time
@@ -94,8 +95,9 @@ RETURNING id, task, queue, args, kwargs, attempts, max_attempts, timeout, priori
 
 # Fenced like SQLite's: an outcome applies only while its job is running, held by this worker,
 # under this claim. A job asked to cancel that would go back to waiting ends cancelled. The
-# same statement takes the dependency rows of the jobs it finished (``--after``: the caller
-# settles their dependents) and wakes the listeners: one round trip for the whole batch.
+# same statement wakes the listeners. The jobs that waited for the finished ones are settled
+# by later statements: this one's snapshot may predate a dependency row that an enqueue it
+# waited for (FOR SHARE) has just committed.
 _COMPLETE = f"""
 WITH done AS (
     UPDATE jobs SET status = CASE WHEN jobs.cancel_requested IS NOT NULL
@@ -117,26 +119,28 @@ WITH done AS (
         AND jobs.claims = outcome.claim
     RETURNING jobs.id, jobs.status
 ),
-edges AS (
-    DELETE FROM job_dependencies
-    WHERE after_id IN (SELECT id FROM done WHERE status IN {_ENDED})
-    RETURNING after_id, job_id
-),
 wake AS (SELECT pg_notify(%s, '') WHERE EXISTS (SELECT 1 FROM done))
-SELECT 'done', id, NULL::bigint, status FROM done
-UNION ALL SELECT 'edge', after_id, job_id, NULL FROM edges
-UNION ALL SELECT 'wake', NULL, NULL, NULL FROM wake
+SELECT done.id, done.status FROM done LEFT JOIN wake ON true
 """
 _COMPLETE_CHUNK = 1000
 
-# A claim cut off at its commit may have taken jobs nobody knows it holds: its token is kept
-# this long, and the next claims and completions hand such jobs back (and count outcomes that
-# did land as recorded).
+# A claim cut off at its commit may have taken jobs nobody knows it holds. Its token is kept
+# until a transaction that handed such jobs back has committed, and UNSURE_FOR seconds more
+# (outcomes sent again are recognised by it meanwhile); at most UNSURE_MAX tokens are kept.
 UNSURE_FOR = 300.0
-_RECOVER = """
-UPDATE jobs SET status = 'queued', attempts = GREATEST(attempts - 1, 0), worker_id = NULL,
-    started_at = NULL
+UNSURE_MAX = 10_000
+# Handed back, or cancelled if someone asked to cancel them meanwhile.
+_RECOVER = f"""
+UPDATE jobs SET
+    status = CASE WHEN cancel_requested IS NULL THEN 'queued' ELSE 'cancelled' END,
+    attempts = CASE WHEN cancel_requested IS NULL THEN GREATEST(attempts - 1, 0)
+        ELSE attempts END,
+    worker_id = CASE WHEN cancel_requested IS NULL THEN NULL ELSE worker_id END,
+    started_at = CASE WHEN cancel_requested IS NULL THEN NULL ELSE started_at END,
+    finished_at = CASE WHEN cancel_requested IS NULL THEN NULL ELSE {NOW} END,
+    error = CASE WHEN cancel_requested IS NULL THEN error ELSE %s END
 WHERE status = 'running' AND claim_token = ANY(%s)
+RETURNING id, status
 """
 
 
@@ -181,12 +185,21 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
         token = secrets.randbits(63)
         try:
             with self._write() as connection:
-                self._recover(connection)
-                return work(connection, token)
+                recovered = self._recover(connection)
+                result = work(connection, token)
         except ConnectionLostError:
             with self._unsure_lock:
-                self._unsure[token] = time.monotonic() + UNSURE_FOR
+                self._unsure[token] = math.inf  # until a recovery with it has committed
+                while len(self._unsure) > UNSURE_MAX:
+                    del self._unsure[next(iter(self._unsure))]
             raise
+        if recovered:
+            until = time.monotonic() + UNSURE_FOR
+            with self._unsure_lock:
+                for used in recovered:
+                    if used in self._unsure:
+                        self._unsure[used] = min(self._unsure[used], until)
+        return result
 
     def _unsure_tokens(self) -> list[int]:
         if not self._unsure:
@@ -198,14 +211,21 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
                     del self._unsure[token]
             return list(self._unsure)
 
-    def _recover(self, connection: Any) -> None:
+    def _recover(self, connection: Any) -> list[int]:
+        """Hand back the jobs of lost claims; returns the tokens it looked for."""
         tokens = self._unsure_tokens()
         if not tokens:
-            return
-        count = connection.execute(_RECOVER, (tokens,)).rowcount
-        if count:
-            log.warning("handing back %d jobs claimed by a commit lost with its connection", count)
+            return []
+        rows = connection.execute(_RECOVER, (CANCELLED_RUNNING, tokens)).fetchall()
+        if rows:
+            log.warning(
+                "handing back %d jobs claimed by a commit lost with it connection", len(rows)
+            )
+            cancelled = {job_id: status for job_id, status in rows if status == "cancelled"}
+            if cancelled:
+                self._settle(connection, cancelled)
             self._notify(connection)
+        return tokens
 
     # -- submitting ------------------------------------------------------------------------
 
@@ -354,7 +374,6 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
     def _complete(self, connection: Any, token: int, outcomes: Sequence[Outcome]) -> list[bool]:
         applied = [False] * len(outcomes)
         ended: dict[int, str] = {}  # jobs this batch finished: those waiting for them settle
-        edges: list[tuple[int, int]] = []  # (finished job, job that waited for it)
         for chunk in outcome_chunks(outcomes, _COMPLETE_CHUNK):
             columns: list[list[Any]] = [[] for _ in range(8)]
             for index in sorted(chunk.values(), key=lambda i: outcomes[i].job_id):
@@ -372,17 +391,14 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
                 for column, value in zip(columns, values, strict=True):
                     column.append(value)
             parameters = [CANCELLED_RUNNING, token, *columns, self.channel]
-            for kind, first, second, status in connection.execute(_COMPLETE, parameters):
-                if kind == "done":
-                    applied[chunk[first]] = True
-                    if status in TERMINAL:
-                        ended[first] = status
-                elif kind == "edge":
-                    edges.append((first, second))
+            for job_id, status in connection.execute(_COMPLETE, parameters):
+                applied[chunk[job_id]] = True
+                if status in TERMINAL:
+                    ended[job_id] = status
             self._landed_before(connection, outcomes, chunk, applied)
             fault("mid_complete")
-        if edges:
-            self._settle(connection, ended, edges)
+        if ended:
+            self._settle(connection, ended)
         return applied
 
     def _landed_before(
@@ -414,35 +430,33 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
         if rows:
             log.info("%d outcomes were recorded by a commit lost with its connection", len(rows))
 
-    def _settle(
-        self,
-        connection: Any,
-        ended: dict[int, str],
-        taken: list[tuple[int, int]] | None = None,
-    ) -> None:
+    def _settle(self, connection: Any, ended: dict[int, str]) -> None:
         """Jobs waiting for ``ended`` (id -> terminal status): release those whose every
         dependency has now succeeded; cancel those whose dependency failed or was cancelled,
-        and so on down the chain. ``taken``: the dependency rows of ``ended``, already
-        deleted by the caller."""
+        and so on down the chain.
+
+        A job waiting for two jobs that finish in two concurrent transactions: each deletes
+        its own dependency row and, still seeing the other's, would leave the job waiting
+        forever. So the waiting jobs are locked first, and only then, in a new statement (a
+        new snapshot, taken after the other transaction has committed), checked for rows left.
+        """
         while ended:
-            edges = taken
-            taken = None
-            if edges is None:
-                edges = connection.execute(
-                    "DELETE FROM job_dependencies WHERE after_id = ANY(%s)"
-                    " RETURNING after_id, job_id",
-                    (list(ended),),
-                ).fetchall()
+            edges = connection.execute(
+                "DELETE FROM job_dependencies WHERE after_id = ANY(%s) RETURNING after_id, job_id",
+                (list(ended),),
+            ).fetchall()
+            if not edges:
+                return
+            waiting = sorted({job_id for _, job_id in edges})
+            connection.execute(
+                "SELECT id FROM jobs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (waiting,)
+            )
             cancelled: dict[int, str] = {}
+            released = []
             for after_id, job_id in edges:
                 status = ended[after_id]
                 if status == "succeeded":
-                    connection.execute(
-                        f"UPDATE jobs SET status = CASE WHEN run_at > {NOW} THEN 'scheduled'"
-                        " ELSE 'queued' END WHERE id = %s AND status = 'deferred' AND NOT EXISTS"
-                        " (SELECT 1 FROM job_dependencies WHERE job_id = %s)",
-                        (job_id, job_id),
-                    )
+                    released.append(job_id)
                     continue
                 connection.execute("DELETE FROM job_dependencies WHERE job_id = %s", (job_id,))
                 changed = connection.execute(
@@ -452,16 +466,28 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
                 ).rowcount
                 if changed:
                     cancelled[job_id] = "cancelled"
+            if released:
+                connection.execute(
+                    # The clock now, not at the transaction's start: a job submitted
+                    # meanwhile has a later run_at than that, and is due.
+                    "UPDATE jobs SET status = CASE WHEN run_at >"
+                    " date_part('epoch', clock_timestamp()) THEN 'scheduled'"
+                    " ELSE 'queued' END WHERE id = ANY(%s) AND status = 'deferred'"
+                    " AND NOT EXISTS (SELECT 1 FROM job_dependencies d WHERE d.job_id = jobs.id)",
+                    (released,),
+                )
             ended = cancelled
 
     def next_run_at(
         self, queues: Sequence[str] | None, *, commands_only: bool = False
     ) -> float | None:
         where, parameters = self._filter(queues, commands_only)
-        # Seconds from the database's now, made a time on this host's clock.
+        # A queued job is runnable now; else the earliest scheduled one, as seconds from the
+        # database's now, made a time on this host's clock.
         rows = self._read(
-            f"SELECT LEAST((SELECT MIN(run_at) FROM jobs WHERE status = 'queued'{where}),"
-            f" (SELECT MIN(run_at) FROM jobs WHERE status = 'scheduled'{where})) - {NOW}",
+            f"SELECT CASE WHEN EXISTS (SELECT 1 FROM jobs WHERE status = 'queued'{where})"
+            f" THEN 0 ELSE (SELECT MIN(run_at) FROM jobs WHERE status = 'scheduled'{where})"
+            f" - {NOW} END",
             parameters,
         )
         return None if rows[0][0] is None else time.time() + rows[0][0]

@@ -13,6 +13,7 @@ import os
 import select
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -64,14 +65,26 @@ def translate(error: Exception, where: str) -> DatabaseError:
     return DatabaseError(f"database error on {where}: {message}")
 
 
+def _readable(connection: Any, timeout: float) -> bool:
+    """Whether the connection's socket has something to read within ``timeout`` seconds
+    (poll, not select: select fails on descriptors past 1024)."""
+    poller = select.poll()
+    poller.register(connection.pgconn.socket, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(max(timeout, 0) * 1000))
+
+
 def _hung_up(connection: Any) -> bool:
     """Whether the server spoke to an idle connection unasked: it only does so to end the
     session (a restart, a terminated backend). One poll of the socket, no round trip."""
     try:
-        readable, _, _ = select.select([connection.pgconn.socket], [], [], 0)
+        return _readable(connection, 0)
     except (OSError, ValueError, psycopg.Error):
         return True
-    return bool(readable)
+
+
+class _ThreadToken:
+    """Kept in a thread's local storage: when the thread ends, it is collected and the
+    thread's connections are closed (a thread per request must not leave a session each)."""
 
 
 class PostgreSQLConnections:
@@ -104,7 +117,20 @@ class PostgreSQLConnections:
             raise translate(error, self.where) from None
         with self._lock:
             self._connections.append(connection)
+        token = getattr(self._local, "token", None)
+        if token is None:
+            token = self._local.token = _ThreadToken()
+        weakref.finalize(token, self._thread_ended, connection, os.getpid())
         return connection
+
+    def _thread_ended(self, connection: Any, pid: int) -> None:
+        if os.getpid() != pid:  # collected in a forked child: the parent's, never closed here
+            return
+        with self._lock:
+            if connection in self._connections:
+                self._connections.remove(connection)
+        with suppress(Exception):
+            connection.close()
 
     def _forked(self) -> None:
         if self._pid != os.getpid():
@@ -204,7 +230,7 @@ class PostgreSQLConnections:
             time.sleep(min(poll, timeout))
             return self.changed()
         try:
-            select.select([listener.pgconn.socket], [], [], timeout)
+            _readable(listener, timeout)
         except (OSError, ValueError, psycopg.Error):
             return True
         return self.changed()

@@ -40,6 +40,9 @@ CREATE INDEX jobs_queued_commands ON jobs (priority DESC, run_at, id)
 
 CREATE INDEX jobs_scheduled ON jobs (run_at) WHERE status = 'scheduled';
 
+-- The next scheduled job of a worker's own queues, without walking other queues' schedules.
+CREATE INDEX jobs_scheduled_queue ON jobs (queue, run_at) WHERE status = 'scheduled';
+
 CREATE INDEX jobs_running ON jobs (worker_id) WHERE status = 'running';
 
 CREATE INDEX jobs_deferred ON jobs (queue) WHERE status = 'deferred';

@@ -94,3 +94,15 @@ def test_a_lost_complete_and_claim_is_made_up_for_on_both_counts(
     assert applied == [True]
     assert sorted(job.id for job in claimed) == rest
     assert store.get_job(first).status == "succeeded"
+
+
+def test_a_lost_claims_job_that_someone_cancelled_ends_cancelled(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [job_id] = store.enqueue([NewJob("t", "[]", "{}")])
+    with answer_lost(store, monkeypatch):
+        store.claim("w1", None, 1)
+    assert store.cancel_job(job_id) == "cancelling"
+    assert store.claim("w1", None, 1) == []  # handed back as cancelled, not claimed again
+    record = store.get_job(job_id)
+    assert record.status == "cancelled" and record.error["type"] == "Cancelled"

@@ -66,3 +66,11 @@ def test_a_postgresql_password_is_never_displayed() -> None:
     config = parse_database("postgresql://jobs:s3cret@db/app?schema=q")
     assert "s3cret" not in config.display
     assert config.display == "postgresql://jobs:***@db/app?schema=q"
+    given = parse_database("postgresql://jobs@db/app?Password=s3cret&sslmode=require")
+    assert "s3cret" not in given.display and "sslmode=require" in given.display
+
+
+def test_a_schema_name_leaves_room_for_its_notification_channel() -> None:
+    parse_database("postgresql://db/app?schema=" + "s" * 58)
+    with pytest.raises(ConfigurationError, match="bad schema name"):
+        parse_database("postgresql://db/app?schema=" + "s" * 59)
