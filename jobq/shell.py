@@ -187,16 +187,17 @@ class ShellRunner:
                 if self.closed:
                     raise CommandError("the worker is stopping; the command did not start")
                 process = subprocess.Popen(
-                    ["/bin/sh", "-c", command],
+                    ["/bin/sh", "-c", _GATE, "jobq-shell", command],
                     cwd=cwd,
                     env=environment,
-                    stdin=subprocess.DEVNULL,
+                    stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # its own process group: stopped as a whole
                 )
                 self.groups.add(process.pid)
                 self._publish(process.pid, 0)
+                _open_gate(process)
             try:
                 kept = os.fstat(descriptor).st_size  # the limit holds across attempts
                 stop_reason, dropped = self._pump(process, log, kept, job)
@@ -305,6 +306,21 @@ def _private_log(database: str, job_id: int) -> Path:
     ):
         raise ShellRefused(f"{folder} is not a folder that only this user can write")
     return folder / f"{job_id}.log"
+
+
+# The command starts only once its process group is published (to this process's stop_all
+# and to the supervisor, which kills it if this process is SIGKILLed): until then the shell
+# waits for a line on stdin. If this process dies first, the pipe closes and it exits unrun.
+_GATE = 'read -r _ || exit 1; exec </dev/null; exec /bin/sh -c "$1"'
+
+
+def _open_gate(process: subprocess.Popen[bytes]) -> None:
+    assert process.stdin is not None
+    with contextlib.suppress(BrokenPipeError):
+        process.stdin.write(b"\n")
+        process.stdin.flush()
+    with contextlib.suppress(BrokenPipeError):
+        process.stdin.close()
 
 
 def _exited(pid: int) -> bool:
