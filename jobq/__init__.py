@@ -1,4 +1,5 @@
-"""jobq: a durable job queue. SQLite on one machine, a supervised process pool, JSON payloads.
+"""jobq: a durable job queue. SQLite on one machine, PostgreSQL across many, a supervised
+process pool, JSON payloads.
 
 >>> from jobq import JobQ
 >>> app = JobQ("jobq.db")
