@@ -1,9 +1,11 @@
 """Quick figures for jobq alone: submit one at a time, submit_many, and drain with a pool.
 
     python bench/drain.py [--jobs 20000] [--procs 5] [--threads 16]
+    python bench/drain.py --db 'postgresql://postgres@127.0.0.1:5432/test?schema=jobq_drain'
 
 Runs against a fresh SQLite database in a temporary directory, durable defaults (WAL,
-synchronous=NORMAL). Prints jobs per second for each phase.
+synchronous=NORMAL), or against a PostgreSQL schema given with --db (emptied first: give one
+used for nothing else). Prints jobs per second for each phase.
 """
 
 from __future__ import annotations
@@ -29,9 +31,13 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=3_000, help="jobs submitted one by one")
     parser.add_argument("--procs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=16, help="default: jobq's own")
+    parser.add_argument("--db", help="a postgresql:// URL whose schema may be emptied")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        app.use_database(Path(folder) / "bench.db")
+        app.use_database(options.db or Path(folder) / "bench.db")
+        if options.db:
+            app.store.purge(["succeeded", "failed", "cancelled"], older_than=0)
+            assert not app.store.unfinished_job_ids(), "the schema holds unfinished jobs"
 
         start = time.perf_counter()
         for number in range(options.single):
@@ -50,6 +56,7 @@ def main() -> None:
         drain = options.jobs / (time.perf_counter() - start)
         counts = app.store.counts()["counts"]
         assert counts["succeeded"] == options.jobs, counts
+        app.close()
     print(f"submit, one call per job : {single:10,.0f} jobs/s")
     print(f"submit_many              : {many:10,.0f} jobs/s")
     print(

@@ -15,6 +15,7 @@ from tests.support.helpers import JOBQ, SAMPLE_APP, WorkerHandle, run_log, subpr
 from tests.support.postgres import fresh_database
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that uses PostgreSQL joins one pytest-xdist group, so they run one after
     another on one xdist worker: one of them restarts the server, which must not cut the

@@ -461,9 +461,9 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
                 connection.execute("DELETE FROM job_dependencies WHERE job_id = %s", (job_id,))
                 changed = connection.execute(
                     f"UPDATE jobs SET status = 'cancelled', finished_at = {NOW}, error = %s"
-                    " WHERE id = %s AND status = 'deferred'",
+                    " WHERE id = %s AND status = 'deferred' RETURNING id",
                     (dependency_error(after_id, status), job_id),
-                ).rowcount
+                ).fetchall()
                 if changed:
                     cancelled[job_id] = "cancelled"
             if released:
