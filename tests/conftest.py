@@ -15,18 +15,6 @@ from tests.support.helpers import JOBQ, SAMPLE_APP, WorkerHandle, run_log, subpr
 from tests.support.postgres import fresh_database
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test that uses PostgreSQL joins one pytest-xdist group, so they run one after
-    another on one xdist worker: one of them restarts the server, which must not cut the
-    sessions of another test running beside it. SQLite tests run on the other workers."""
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        params = list(callspec.params.values()) if callspec else []
-        if item.get_closest_marker("postgresql") or "postgresql" in params:
-            item.add_marker(pytest.mark.xdist_group("postgresql"))
-
-
 @pytest.fixture
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The test's database: an SQLite file, or (``BOTH_BACKENDS``, or parametrized

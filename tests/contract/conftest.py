@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from jobq.store import Store, open_store
-from tests.support.postgres import fresh_database
+from tests.support.postgres import POSTGRESQL, fresh_database
 
-BACKENDS = ["sqlite", "postgresql"]
+BACKENDS = ["sqlite", POSTGRESQL]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -27,7 +27,7 @@ from tests.support.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.postgresql
+pytestmark = list(postgres.MARKS)
 
 
 @pytest.fixture(scope="module")

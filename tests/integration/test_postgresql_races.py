@@ -22,7 +22,7 @@ from jobq.models import NewJob, Outcome
 from jobq.store import open_store
 from tests.support import postgres
 
-pytestmark = pytest.mark.postgresql
+pytestmark = list(postgres.MARKS)
 
 ROUNDS = 100
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import gc
 import threading
 
-import pytest
-
 from jobq.models import NewJob
 from jobq.store import open_store
 from tests.support import postgres
 
-pytestmark = pytest.mark.postgresql
+pytestmark = list(postgres.MARKS)
 
 
 def sessions(name: str) -> int:

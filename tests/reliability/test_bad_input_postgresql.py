@@ -19,7 +19,7 @@ from tests.support.helpers import SAMPLE_APP, assert_refused
 ECHO = "tests.support.sample_tasks.echo"
 ADD = "tests.support.sample_tasks.add"
 
-pytestmark = pytest.mark.postgresql
+pytestmark = list(postgres.MARKS)
 
 
 @pytest.fixture

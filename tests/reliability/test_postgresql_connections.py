@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +22,15 @@ from jobq import JobQ
 from tests.support import postgres, sample_tasks
 from tests.support.helpers import FINISHED, WorkerHandle, log_lines, wait_for, wait_for_status
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgresql]
+pytestmark = [pytest.mark.slow, *postgres.MARKS]
 
 WORKERS_NAME = "jobq-test-worker"  # the application_name the workers' sessions carry
 
 
 @pytest.fixture
-def database() -> object:
-    with postgres.fresh_database() as url:
+def database(request: pytest.FixtureRequest) -> Iterator[str]:
+    restarts = request.node.get_closest_marker("restarts_server") is not None
+    with postgres.fresh_database(restarts_server=restarts) as url:
         yield url
 
 
@@ -95,6 +96,7 @@ def _cluster() -> list[str] | None:
     return ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main"]
 
 
+@pytest.mark.restarts_server
 def test_a_server_restart_mid_run_is_survived(
     sample_app: JobQ, start_worker: Callable[..., WorkerHandle], tmp_path: Path
 ) -> None:

@@ -28,7 +28,7 @@ from tests.support.helpers import (
     wait_for_status,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgresql]
+pytestmark = [pytest.mark.slow, *postgres.MARKS]
 
 PROCS, THREADS, LEASE = 2, 4, 3.0
 

@@ -7,11 +7,14 @@ promises a server.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import os
 import secrets
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -50,20 +53,41 @@ def drop_schema(schema: str) -> None:
         connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+# Tests run in several processes (pytest-xdist). A test that restarts the server takes this
+# lock exclusively, so it waits for the PostgreSQL tests running beside it to end, and they
+# wait for it; every other PostgreSQL test holds it shared.
+LOCK = Path(tempfile.gettempdir()) / "jobq-tests-postgresql.lock"
+
+
 @contextmanager
-def fresh_database() -> Iterator[str]:
-    """The URL of a new, empty jobq schema on the test server; dropped afterwards."""
+def server_lock(*, exclusive: bool) -> Iterator[None]:
+    with open(LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def fresh_database(*, restarts_server: bool = False) -> Iterator[str]:
+    """The URL of a new, empty jobq schema on the test server; dropped afterwards.
+    ``restarts_server``: the test restarts the server; no other test runs meanwhile."""
     require()
     schema = f"jobq_test_{secrets.token_hex(6)}"
     separator = "&" if "?" in SERVER else "?"
-    try:
-        yield f"{SERVER}{separator}schema={schema}"
-    finally:
-        drop_schema(schema)
+    with server_lock(exclusive=restarts_server):
+        try:
+            yield f"{SERVER}{separator}schema={schema}"
+        finally:
+            drop_schema(schema)
 
+
+MARKS = (pytest.mark.postgresql,)  # for a module of PostgreSQL tests: pytestmark
+POSTGRESQL = pytest.param("postgresql", marks=MARKS)  # a "postgresql" parameter
 
 # Runs a test (or, as ``pytestmark``, a module) on an SQLite file and on PostgreSQL.
-BOTH_BACKENDS = pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True)
+BOTH_BACKENDS = pytest.mark.parametrize("database", ["sqlite", POSTGRESQL], indirect=True)
 
 
 def count_jobs(url: str) -> int:
