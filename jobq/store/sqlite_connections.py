@@ -11,6 +11,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -35,6 +36,10 @@ def translate(error: sqlite3.Error, path: object) -> DatabaseError:
     if "not a database" in message or "malformed" in message:
         return DatabaseError(f"{path} is not a usable SQLite database: {message}")
     return DatabaseError(f"database error on {path}: {message}")
+
+
+class _ThreadToken:
+    """Kept in a thread's local storage; collected when the thread ends."""
 
 
 class SQLiteConnections:
@@ -167,7 +172,20 @@ class SQLiteConnections:
             self._local.data_version = None
             with self._lock:
                 self._connections.append(connection)
+            # When the thread ends, its local storage (and this token) goes: close its
+            # connection then, so a thread per request does not leave a file handle each.
+            self._local.token = token = _ThreadToken()
+            weakref.finalize(token, self._thread_ended, connection, os.getpid())
         return connection
+
+    def _thread_ended(self, connection: sqlite3.Connection, pid: int) -> None:
+        if os.getpid() != pid:  # a forked child: the parent's connection, never touched
+            return
+        with self._lock:
+            if connection in self._connections:
+                self._connections.remove(connection)
+        with suppress(sqlite3.Error):
+            connection.close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

@@ -29,3 +29,37 @@ def test_purge_deletes_in_chunks_and_counts_them_all(
     assert store.purge(["succeeded"], older_than=0) == 7
     assert store.job_statuses(ids) == {ids[-1]: "succeeded"}
     store.close()
+
+
+def test_threads_that_end_leave_no_open_database_file_behind(tmp_path: Path) -> None:
+    """A web app submitting from a thread per request must not pile up file handles."""
+    import gc
+    import os
+    import threading
+
+    store = open_store(tmp_path / "threads.db")
+
+    def open_files() -> int:
+        return sum(
+            1
+            for name in os.listdir("/proc/self/fd")
+            if os.path.realpath(f"/proc/self/fd/{name}").startswith(str(tmp_path))
+        )
+
+    def submit_from_threads(count: int) -> int:
+        for _ in range(count):
+            thread = threading.Thread(target=lambda: store.enqueue([NewJob("t", "[]", "{}")]))
+            thread.start()
+            thread.join(timeout=10)
+        gc.collect()
+        return open_files()
+
+    store.counts()  # this thread's connection: the file, its -wal and -shm
+    before = open_files()
+    # SQLite may keep one closed connection's descriptor for reuse while another connection
+    # of the process holds locks on the file: one more at most, however many threads.
+    after = submit_from_threads(30)
+    assert after <= before + 1
+    assert submit_from_threads(30) == after
+    assert store.counts()["counts"]["queued"] == 60
+    store.close()
