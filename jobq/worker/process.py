@@ -81,6 +81,7 @@ class WorkerProcess:
         self.abandoned: set[tuple[int, int]] = set()
         self.in_flight = 0  # jobs claimed and not yet handed to the completer
         self.handed_over = 0  # jobs ever handed to the executors (burst: did a flush claim?)
+        self.busy_at = time.monotonic()  # when jobs were last handed over (the poll slows after)
         self.stopping = threading.Event()  # stop claiming
         self.finished = threading.Event()  # everything is over; background threads end
         self.stop_requests = 0
@@ -315,6 +316,7 @@ class WorkerProcess:
             if not stopping:
                 self.in_flight += len(jobs)
                 self.handed_over += len(jobs)
+                self.busy_at = time.monotonic()
                 for job in jobs:
                     self.inbox.put(job)
         if stopping:
@@ -358,11 +360,14 @@ class WorkerProcess:
         if next_run is not None:
             wake_at = min(wake_at, now + max(next_run - time.time(), settings.poll))
         while not self.stopping.is_set():
-            remaining = wake_at - time.monotonic()
+            now = time.monotonic()
+            remaining = wake_at - now
             if remaining <= 0:
                 return
+            idle = now - self.busy_at > settings.idle_after
+            poll = settings.idle_poll if idle else settings.poll
             # In slices, so that a stop is seen within STOP_CHECK seconds.
-            if store.wait_for_change(min(remaining, STOP_CHECK), settings.poll):
+            if store.wait_for_change(min(remaining, STOP_CHECK), poll):
                 return
 
     def _hand_back_prefetched(self) -> None:

@@ -25,6 +25,10 @@ class WorkerSettings:
     lease: float = 20.0
     batch: int = 32  # most jobs claimed in one transaction (never more than free threads)
     poll: float = 0.001  # seconds between checks for commits while idle (SQLite: data_version)
+    # After `idle_after` seconds without a job, checks come every `idle_poll` seconds: an idle
+    # pool on SQLite polled every 1 ms burns about a quarter of a core for nothing.
+    idle_after: float = 1.0
+    idle_poll: float = 0.005
     backstop: float = 1.0  # seconds between full claim attempts while idle, whatever changed
     # MiB of address space each worker process may use (RLIMIT_AS); a task that needs more
     # gets MemoryError instead of taking the machine down. None: no limit. procs >= 1 only.
