@@ -311,7 +311,7 @@ def _private_log(database: str, job_id: int) -> Path:
 # The command starts only once its process group is published (to this process's stop_all
 # and to the supervisor, which kills it if this process is SIGKILLed): until then the shell
 # waits for a line on stdin. If this process dies first, the pipe closes and it exits unrun.
-_GATE = 'read -r _ || exit 1; exec </dev/null; exec /bin/sh -c "$1"'
+_GATE = 'read -r jobq_gate || exit 1; unset jobq_gate; exec 0<>/dev/null; exec /bin/sh -c "$1"'
 
 
 def _open_gate(process: subprocess.Popen[bytes]) -> None:

@@ -17,7 +17,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from ..errors import ConnectionLostError, InvalidStateError, JobNotFoundError
+from ..errors import (
+    ConnectionLostError,
+    DatabaseBusyError,
+    InvalidStateError,
+    JobNotFoundError,
+)
 from ..faults import fault
 from ..models import STATUSES, TERMINAL, ClaimedJob, JobRecord, NewJob, Outcome, WorkerRecord
 from ..shell import SHELL_TASK
@@ -183,6 +188,7 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
         """``work(connection, token)`` in one transaction that makes up for earlier commits
         lost with their connection; if this one is lost too, its token is remembered."""
         token = secrets.randbits(63)
+        self._connection()  # a failed connect raises here: nothing was sent, nothing unsure
         try:
             with self._write() as connection:
                 recovered = self._recover(connection)
@@ -190,8 +196,10 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
         except ConnectionLostError:
             with self._unsure_lock:
                 self._unsure[token] = math.inf  # until a recovery with it has committed
-                while len(self._unsure) > UNSURE_MAX:
-                    del self._unsure[next(iter(self._unsure))]
+                if len(self._unsure) > UNSURE_MAX:  # drop recovered ones first, oldest first
+                    by_age = sorted(self._unsure, key=lambda known: self._unsure[known])
+                    for known in by_age[: len(self._unsure) - UNSURE_MAX]:
+                        del self._unsure[known]
             raise
         if recovered:
             until = time.monotonic() + UNSURE_FOR
@@ -235,6 +243,9 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
         if not any(job.after for job in jobs):
             columns = _columns(jobs, [None] * len(jobs))
             return [row[0] for row in self._read(_SUBMIT, [*columns, self.channel])]
+        return self._retried(lambda: self._enqueue_after(jobs))
+
+    def _enqueue_after(self, jobs: Sequence[NewJob]) -> list[int]:
         with self._write() as connection:
             found, statuses = self._after_statuses(connection, jobs)
             rows = connection.execute(_INSERT, _columns(jobs, statuses)).fetchall()
@@ -242,6 +253,19 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
             self._record_after(connection, jobs, ids, statuses, found)
             self._notify(connection)
         return ids
+
+    @staticmethod
+    def _retried(call: Callable[[], T]) -> T:
+        """A library call that a concurrent transaction can deadlock (PostgreSQL then rolls
+        one of them back): tried again, up to three times in all. Workers retry their own."""
+        for attempt in range(3):
+            try:
+                return call()
+            except DatabaseBusyError:
+                if attempt == 2:
+                    raise
+                time.sleep(0.02 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _after_statuses(
@@ -437,20 +461,29 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
 
         A job waiting for two jobs that finish in two concurrent transactions: each deletes
         its own dependency row and, still seeing the other's, would leave the job waiting
-        forever. So the waiting jobs are locked first, and only then, in a new statement (a
-        new snapshot, taken after the other transaction has committed), checked for rows left.
+        forever. So the waiting jobs are locked first, and only then, in new statements (new
+        snapshots, taken after the other transaction has committed), their rows are deleted
+        and checked for rows left.
         """
         while ended:
+            # Job rows before dependency rows, as cancel_job takes them: the other order
+            # deadlocks with a cancel of a waiting job.
+            waiting = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT DISTINCT job_id FROM job_dependencies WHERE after_id = ANY(%s)",
+                    (list(ended),),
+                ).fetchall()
+            ]
+            if not waiting:
+                return
+            connection.execute(
+                "SELECT id FROM jobs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (sorted(waiting),)
+            )
             edges = connection.execute(
                 "DELETE FROM job_dependencies WHERE after_id = ANY(%s) RETURNING after_id, job_id",
                 (list(ended),),
             ).fetchall()
-            if not edges:
-                return
-            waiting = sorted({job_id for _, job_id in edges})
-            connection.execute(
-                "SELECT id FROM jobs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (waiting,)
-            )
             cancelled: dict[int, str] = {}
             released = []
             for after_id, job_id in edges:
@@ -704,6 +737,9 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
         return count_rows(rows)
 
     def retry_job(self, job_id: int) -> None:
+        self._retried(lambda: self._retry_job(job_id))
+
+    def _retry_job(self, job_id: int) -> None:
         with self._write() as connection:
             self._check_status(connection, job_id, ("failed", "cancelled"), "retried")
             connection.execute(
@@ -724,6 +760,9 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
         return sorted(row[0] for row in rows)
 
     def cancel_job(self, job_id: int) -> str:
+        return self._retried(lambda: self._cancel_job(job_id))
+
+    def _cancel_job(self, job_id: int) -> str:
         with self._write() as connection:
             row = connection.execute(
                 "SELECT status, attempts, error FROM jobs WHERE id = %s FOR UPDATE", (job_id,)

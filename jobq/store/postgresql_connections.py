@@ -87,6 +87,20 @@ class _ThreadToken:
     thread's connections are closed (a thread per request must not leave a session each)."""
 
 
+def _thread_ended(owner: Any, connection: Any, pid: int) -> None:
+    """A thread (or the store) is gone: close its connection, in the process that opened it."""
+    if os.getpid() != pid:  # collected in a forked child: the parent's, never closed here
+        return
+    store = owner()
+    if store is not None:
+        with store._lock:
+            if connection in store._connections:
+                store._connections.remove(connection)
+            store._finalizers.pop(id(connection), None)
+    with suppress(Exception):
+        connection.close()
+
+
 class PostgreSQLConnections:
     """One PostgreSQL database (and jobq's schema in it), one connection per thread."""
 
@@ -103,7 +117,8 @@ class PostgreSQLConnections:
         self._conninfo = make_conninfo(config.conninfo, **added)
         self._local = threading.local()
         self._connections: list[Any] = []
-        self._lock = threading.Lock()
+        self._finalizers: dict[int, Any] = {}  # id(connection) -> its weakref.finalize
+        self._lock = threading.RLock()  # re-entrant: a finalizer may run while it is held
         self._pid = os.getpid()
         self._open_schema(create, migrate)
 
@@ -120,17 +135,12 @@ class PostgreSQLConnections:
         token = getattr(self._local, "token", None)
         if token is None:
             token = self._local.token = _ThreadToken()
-        weakref.finalize(token, self._thread_ended, connection, os.getpid())
+        # Holds the connection, never the store: a store dropped without close() is collected,
+        # its thread-local storage with it, and this closes the connection.
+        self._finalizers[id(connection)] = weakref.finalize(
+            token, _thread_ended, weakref.ref(self), connection, os.getpid()
+        )
         return connection
-
-    def _thread_ended(self, connection: Any, pid: int) -> None:
-        if os.getpid() != pid:  # collected in a forked child: the parent's, never closed here
-            return
-        with self._lock:
-            if connection in self._connections:
-                self._connections.remove(connection)
-        with suppress(Exception):
-            connection.close()
 
     def _forked(self) -> None:
         if self._pid != os.getpid():
@@ -138,7 +148,8 @@ class PostgreSQLConnections:
             self._pid = os.getpid()
             self._local = threading.local()
             self._connections = []
-            self._lock = threading.Lock()
+            self._finalizers = {}
+            self._lock = threading.RLock()
 
     def _connection(self) -> Any:
         self._forked()
@@ -157,6 +168,9 @@ class PostgreSQLConnections:
         with self._lock:
             if connection in self._connections:
                 self._connections.remove(connection)
+            finalizer = self._finalizers.pop(id(connection), None)
+        if finalizer is not None:
+            finalizer.detach()
         with suppress(Exception):
             connection.close()
 
@@ -230,8 +244,8 @@ class PostgreSQLConnections:
             time.sleep(min(poll, timeout))
             return self.changed()
         try:
-            _readable(listener, timeout)
-        except (OSError, ValueError, psycopg.Error):
+            _readable(listener, min(timeout, 3600.0))
+        except (OSError, ValueError, OverflowError, psycopg.Error):
             return True
         return self.changed()
 
@@ -240,10 +254,13 @@ class PostgreSQLConnections:
             return
         with self._lock:
             connections, self._connections = self._connections, []
+            finalizers, self._finalizers = self._finalizers, {}
+            self._local = threading.local()  # before closing: no thread picks one up again
+        for finalizer in finalizers.values():
+            finalizer.detach()
         for connection in connections:
             with suppress(Exception):
                 connection.close()
-        self._local = threading.local()
 
     # -- schema ----------------------------------------------------------------------------
 

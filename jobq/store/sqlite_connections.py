@@ -42,6 +42,20 @@ class _ThreadToken:
     """Kept in a thread's local storage; collected when the thread ends."""
 
 
+def _thread_ended(owner: Any, connection: sqlite3.Connection, pid: int) -> None:
+    """A thread (or the store) is gone: close its connection, in the process that opened it."""
+    if os.getpid() != pid:  # a forked child: the parent's connection, never touched
+        return
+    store = owner()
+    if store is not None:
+        with store._lock:
+            if connection in store._connections:
+                store._connections.remove(connection)
+            store._finalizers.pop(id(connection), None)
+    with suppress(sqlite3.Error):
+        connection.close()
+
+
 class SQLiteConnections:
     """One SQLite database file, one connection per thread of this process."""
 
@@ -56,7 +70,8 @@ class SQLiteConnections:
         self.max_page_count = int(config.options.get("max_page_count", 0))
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        self._finalizers: dict[int, Any] = {}  # id(connection) -> its weakref.finalize
+        self._lock = threading.RLock()  # re-entrant: a finalizer may run while it is held
         self._pid = os.getpid()
         self._check_file(create)
         self._open_schema(migrate)
@@ -152,7 +167,8 @@ class SQLiteConnections:
             self._pid = os.getpid()
             self._local = threading.local()
             self._connections = []
-            self._lock = threading.Lock()
+            self._finalizers = {}
+            self._lock = threading.RLock()
         connection = getattr(self._local, "connection", None)
         if connection is None:
             try:
@@ -174,18 +190,13 @@ class SQLiteConnections:
                 self._connections.append(connection)
             # When the thread ends, its local storage (and this token) goes: close its
             # connection then, so a thread per request does not leave a file handle each.
+            # Holds the connection, never the store: a store dropped without close() is
+            # collected, its thread-local storage with it, and this closes the connection.
             self._local.token = token = _ThreadToken()
-            weakref.finalize(token, self._thread_ended, connection, os.getpid())
+            self._finalizers[id(connection)] = weakref.finalize(
+                token, _thread_ended, weakref.ref(self), connection, os.getpid()
+            )
         return connection
-
-    def _thread_ended(self, connection: sqlite3.Connection, pid: int) -> None:
-        if os.getpid() != pid:  # a forked child: the parent's connection, never touched
-            return
-        with self._lock:
-            if connection in self._connections:
-                self._connections.remove(connection)
-        with suppress(sqlite3.Error):
-            connection.close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -217,10 +228,13 @@ class SQLiteConnections:
             return
         with self._lock:
             connections, self._connections = self._connections, []
+            finalizers, self._finalizers = self._finalizers, {}
+            self._local = threading.local()
+        for finalizer in finalizers.values():
+            finalizer.detach()
         for connection in connections:
             with suppress(sqlite3.Error):
                 connection.close()
-        self._local = threading.local()
 
     # -- schema ----------------------------------------------------------------------------
 

@@ -96,3 +96,20 @@ def test_a_job_submitted_after_a_job_that_is_finishing_is_released(store: Any) -
     )
     statuses = Counter(store.job_statuses(submitted).values())
     assert statuses == {"queued": ROUNDS}, statuses
+
+
+def test_cancelling_a_waiting_job_while_its_dependency_finishes_never_fails(store: Any) -> None:
+    """Both take the waiting job's row and its dependency rows: in the same order, or the
+    two transactions deadlock and the cancel fails."""
+    targets = store.enqueue([NewJob("t", "[]", "{}", queue="x") for _ in range(ROUNDS)])
+    waiting = [
+        store.enqueue([NewJob("t", "[]", "{}", queue="w", after=(target,))])[0]
+        for target in targets
+    ]
+    held = {job.id: job for job in store.claim("w1", ["x"], ROUNDS)}
+    together(
+        lambda number: succeed(store, "w1", held[targets[number]]),
+        lambda number: store.cancel_job(waiting[number]),
+    )
+    statuses = Counter(store.job_statuses(waiting).values())
+    assert statuses == {"cancelled": ROUNDS}, statuses

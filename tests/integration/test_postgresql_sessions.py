@@ -38,3 +38,13 @@ def test_threads_that_end_leave_no_session_behind() -> None:
         finally:
             store.close()
         assert sessions("jobq-sessions-test") == 0
+
+
+def test_a_store_dropped_without_close_leaves_no_session() -> None:
+    with postgres.fresh_database() as url:
+        for _ in range(5):
+            store = open_store(f"{url}&application_name=jobq-dropped-test")
+            store.enqueue([NewJob("t", "[]", "{}")])
+            del store
+        gc.collect()
+        assert sessions("jobq-dropped-test") == 0

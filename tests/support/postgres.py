@@ -73,10 +73,10 @@ def server_lock(*, exclusive: bool) -> Iterator[None]:
 def fresh_database(*, restarts_server: bool = False) -> Iterator[str]:
     """The URL of a new, empty jobq schema on the test server; dropped afterwards.
     ``restarts_server``: the test restarts the server; no other test runs meanwhile."""
-    require()
     schema = f"jobq_test_{secrets.token_hex(6)}"
     separator = "&" if "?" in SERVER else "?"
     with server_lock(exclusive=restarts_server):
+        require()  # inside the lock: never asked while another test has the server down
         try:
             yield f"{SERVER}{separator}schema={schema}"
         finally:

@@ -63,3 +63,22 @@ def test_threads_that_end_leave_no_open_database_file_behind(tmp_path: Path) -> 
     assert submit_from_threads(30) == after
     assert store.counts()["counts"]["queued"] == 60
     store.close()
+
+
+def test_a_store_dropped_without_close_leaves_no_open_file(tmp_path: Path) -> None:
+    import gc
+    import os
+
+    def open_files() -> int:
+        return sum(
+            1
+            for name in os.listdir("/proc/self/fd")
+            if os.path.realpath(f"/proc/self/fd/{name}").startswith(str(tmp_path))
+        )
+
+    for _ in range(5):
+        store = open_store(tmp_path / "dropped.db")
+        store.enqueue([NewJob("t", "[]", "{}")])
+        del store
+    gc.collect()
+    assert open_files() == 0
