@@ -13,7 +13,6 @@ import os
 import select
 import threading
 import time
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -27,6 +26,7 @@ from ..errors import (
 )
 from . import DatabaseConfig
 from .migrations import migrations
+from .threads import close_with_thread
 
 try:
     import psycopg
@@ -82,25 +82,6 @@ def _hung_up(connection: Any) -> bool:
         return True
 
 
-class _ThreadToken:
-    """Kept in a thread's local storage: when the thread ends, it is collected and the
-    thread's connections are closed (a thread per request must not leave a session each)."""
-
-
-def _thread_ended(owner: Any, connection: Any, pid: int) -> None:
-    """A thread (or the store) is gone: close its connection, in the process that opened it."""
-    if os.getpid() != pid:  # collected in a forked child: the parent's, never closed here
-        return
-    store = owner()
-    if store is not None:
-        with store._lock:
-            if connection in store._connections:
-                store._connections.remove(connection)
-            store._finalizers.pop(id(connection), None)
-    with suppress(Exception):
-        connection.close()
-
-
 class PostgreSQLConnections:
     """One PostgreSQL database (and jobq's schema in it), one connection per thread."""
 
@@ -132,14 +113,7 @@ class PostgreSQLConnections:
             raise translate(error, self.where) from None
         with self._lock:
             self._connections.append(connection)
-        token = getattr(self._local, "token", None)
-        if token is None:
-            token = self._local.token = _ThreadToken()
-        # Holds the connection, never the store: a store dropped without close() is collected,
-        # its thread-local storage with it, and this closes the connection.
-        self._finalizers[id(connection)] = weakref.finalize(
-            token, _thread_ended, weakref.ref(self), connection, os.getpid()
-        )
+        close_with_thread(self, connection)
         return connection
 
     def _forked(self) -> None:

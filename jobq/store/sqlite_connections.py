@@ -11,7 +11,6 @@ import os
 import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -20,6 +19,7 @@ from urllib.parse import quote
 from ..errors import DatabaseBusyError, DatabaseError, SchemaVersionError
 from . import DatabaseConfig
 from .migrations import migrations
+from .threads import close_with_thread
 
 _INHERITED: list[sqlite3.Connection] = []  # connections inherited across a fork: never closed
 DEFAULT_BUSY_TIMEOUT_MS = 5000
@@ -36,24 +36,6 @@ def translate(error: sqlite3.Error, path: object) -> DatabaseError:
     if "not a database" in message or "malformed" in message:
         return DatabaseError(f"{path} is not a usable SQLite database: {message}")
     return DatabaseError(f"database error on {path}: {message}")
-
-
-class _ThreadToken:
-    """Kept in a thread's local storage; collected when the thread ends."""
-
-
-def _thread_ended(owner: Any, connection: sqlite3.Connection, pid: int) -> None:
-    """A thread (or the store) is gone: close its connection, in the process that opened it."""
-    if os.getpid() != pid:  # a forked child: the parent's connection, never touched
-        return
-    store = owner()
-    if store is not None:
-        with store._lock:
-            if connection in store._connections:
-                store._connections.remove(connection)
-            store._finalizers.pop(id(connection), None)
-    with suppress(sqlite3.Error):
-        connection.close()
 
 
 class SQLiteConnections:
@@ -190,12 +172,7 @@ class SQLiteConnections:
                 self._connections.append(connection)
             # When the thread ends, its local storage (and this token) goes: close its
             # connection then, so a thread per request does not leave a file handle each.
-            # Holds the connection, never the store: a store dropped without close() is
-            # collected, its thread-local storage with it, and this closes the connection.
-            self._local.token = token = _ThreadToken()
-            self._finalizers[id(connection)] = weakref.finalize(
-                token, _thread_ended, weakref.ref(self), connection, os.getpid()
-            )
+            close_with_thread(self, connection)
         return connection
 
     @contextmanager
