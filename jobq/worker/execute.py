@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 import traceback
 from collections.abc import Mapping
 from typing import Any
 
-from ..context import JobContext, set_current_job
+from ..context import CancelFlag, JobContext, set_current_job
 from ..errors import ArgumentError, JobTimeout, PayloadError, Retry
 from ..models import ClaimedJob, Outcome
 from ..payload import encode
@@ -78,7 +77,7 @@ def execute(
     tasks: Mapping[str, Task],
     job: ClaimedJob,
     worker_id: str,
-    cancel: threading.Event | None = None,
+    cancel: CancelFlag | None = None,
 ) -> Outcome:
     """Run ``job`` in this thread. Never raises: every end is an Outcome.
 
@@ -90,17 +89,25 @@ def execute(
         message = f"task {job.task!r} is not registered with this worker's app"
         return failure(job, worker_id, error_json("UnknownTaskError", message), retry_at=None)
     try:
-        args, kwargs = task.bind(json.loads(job.args), json.loads(job.kwargs))
+        # Most jobs have no keyword arguments, many no arguments: skip the JSON parser then.
+        args = [] if job.args == "[]" else json.loads(job.args)
+        kwargs = {} if job.kwargs == "{}" else json.loads(job.kwargs)
+        args, kwargs = task.bind(args, kwargs)
     except ArgumentError as error:
         return failure(job, worker_id, error_json("ArgumentError", str(error)), retry_at=None)
     except Exception as error:  # noqa: BLE001 - e.g. a type hint pydantic cannot check
         message = f"cannot check the arguments of {job.task}: {describe_error(error)}"
         return failure(job, worker_id, error_json("ArgumentError", message), retry_at=None)
     context = JobContext(
-        job.id, job.task, job.queue, job.attempts, job.max_attempts, worker_id, job.timeout
+        job.id,
+        job.task,
+        job.queue,
+        job.attempts,
+        job.max_attempts,
+        worker_id,
+        job.timeout,
+        cancel or CancelFlag(),
     )
-    if cancel is not None:
-        context.cancel = cancel
     set_current_job(context)
     try:
         value = task.func(*args, **kwargs)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..context import CancelFlag
 from ..errors import DatabaseError
 from ..faults import fault
 from ..models import ClaimedJob
@@ -76,7 +77,7 @@ class WorkerProcess:
         self.slots = threading.Semaphore(settings.threads)
         self.lock = threading.Lock()
         # (job id, claim) -> (job, monotonic deadline or None, its cancel flag); self.lock
-        self.active: dict[tuple[int, int], tuple[ClaimedJob, float | None, threading.Event]] = {}
+        self.active: dict[tuple[int, int], tuple[ClaimedJob, float | None, CancelFlag]] = {}
         self.next_cancel_check = 0.0
         self.abandoned: set[tuple[int, int]] = set()
         self.in_flight = 0  # jobs claimed and not yet handed to the completer
@@ -411,7 +412,7 @@ class WorkerProcess:
             if job.timeout and job.task != SHELL_TASK:  # a command is stopped by its runner
                 deadline = time.monotonic() + job.timeout
             key = (job.id, job.claim)
-            cancel = threading.Event()
+            cancel = CancelFlag()
             with self.lock:
                 self.active[key] = (job, deadline, cancel)
             fault("before_task")
