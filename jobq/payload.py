@@ -78,6 +78,8 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan
 
 
 def encode(value: Any, where: str) -> str:
+    if value is None:  # most tasks return nothing: no checks, no encoder
+        return "null"
     check_json(value, where)
     return _ENCODER.encode(value)
 
