@@ -114,14 +114,18 @@ class Task:
         return inspect.signature(self.func)
 
     @cached_property
-    def _adapters(self) -> dict[str, TypeAdapter[Any]]:
+    def _hints(self) -> dict[str, Any]:
         try:
             hints = typing.get_type_hints(self.func)
         except Exception:  # noqa: BLE001 - unresolvable hints: validate nothing, bind only
             hints = {}
         hints.pop("return", None)
+        return hints
+
+    @cached_property
+    def _adapters(self) -> dict[str, TypeAdapter[Any]]:
         adapters = {}
-        for name, hint in hints.items():
+        for name, hint in self._hints.items():
             if hint is typing.Any:
                 continue
             try:
@@ -129,6 +133,16 @@ class Task:
             except Exception:  # noqa: BLE001 - a hint pydantic cannot check: bind only
                 continue
         return adapters
+
+    @cached_property
+    def _exact(self) -> dict[str, type]:
+        """Parameters hinted as a plain int, str or float: a value of exactly that type is
+        already what validation would return, so the hot path skips pydantic for it."""
+        return {
+            name: hint
+            for name, hint in self._hints.items()
+            if hint in (int, str, float) and name in self._adapters
+        }
 
     @cached_property
     def _positional(self) -> tuple[list[str], int] | None:
@@ -153,11 +167,15 @@ class Task:
         if not required <= len(args) <= len(names):
             return None
         adapters = self._adapters
+        exact = self._exact
         values = list(args)
         for index, value in enumerate(values):
-            adapter = adapters.get(names[index])
+            name = names[index]
+            if type(value) is exact.get(name):
+                continue
+            adapter = adapters.get(name)
             if adapter is not None:
-                values[index] = convert(adapter, names[index], value)
+                values[index] = convert(adapter, name, value)
         return values
 
     def bind(self, args: Iterable[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
