@@ -57,9 +57,9 @@ from harness import (
     start,
     stop,
     stop_all,
-    tail,
     timed_submits,
     wait_count,
+    wait_for_pool,
     workdir,
 )
 from postgres_peers import (
@@ -141,11 +141,7 @@ def bench_jobq(options: argparse.Namespace, results: Results) -> None:
         bench_dir, log = fresh(folder, "latency"), folder / "latency.log"
         process = start(worker(database, False), child_env(bench_dir), log)
         try:
-            deadline = time.monotonic() + 60
-            while len(app.store.workers()) < PROCS:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the jobq pool did not start:\n" + tail(log))
-                time.sleep(0.05)
+            wait_for_pool(app, process, log)
             latencies = measure_latency(
                 jobq_tasks.stamp.submit, bench_dir, options.latency, options.gap, process, log
             )

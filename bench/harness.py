@@ -222,6 +222,17 @@ def wait_count(
         time.sleep(0.002)
 
 
+def wait_for_pool(
+    app: Any, process: subprocess.Popen[bytes], log: Path, timeout: float = 60
+) -> None:
+    """Wait until a jobq pool's PROCS worker processes have registered in ``app``'s store."""
+    deadline = time.monotonic() + timeout
+    while len(app.store.workers()) < PROCS:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the jobq pool did not start:\n" + tail(log))
+        time.sleep(0.05)
+
+
 def read_stamps(bench_dir: Path) -> dict[int, float]:
     stamps: dict[int, float] = {}
     with contextlib.suppress(FileNotFoundError), open(bench_dir / "stamps") as lines:

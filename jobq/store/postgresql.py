@@ -31,9 +31,10 @@ from .base import Store
 from .postgresql_connections import NOW, PostgreSQLConnections
 from .records import (
     CANCELLED_RUNNING,
-    GAVE_UP,
     JOB_COLUMNS,
     WORKERS,
+    after_found,
+    after_start,
     cancelled_waiting,
     count_rows,
     dependency_error,
@@ -188,12 +189,15 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
         """``work(connection, token)`` in one transaction that makes up for earlier commits
         lost with their connection; if this one is lost too, its token is remembered."""
         token = secrets.randbits(63)
-        self._connection()  # a failed connect raises here: nothing was sent, nothing unsure
+        begun = False  # a failed connect or BEGIN sent nothing: nothing to be unsure of
         try:
             with self._write() as connection:
+                begun = True
                 recovered = self._recover(connection)
                 result = work(connection, token)
         except ConnectionLostError:
+            if not begun:
+                raise
             with self._unsure_lock:
                 self._unsure[token] = math.inf  # until a recovery with it has committed
                 if len(self._unsure) > UNSURE_MAX:  # drop recovered ones first, oldest first
@@ -250,7 +254,7 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
             found, statuses = self._after_statuses(connection, jobs)
             rows = connection.execute(_INSERT, _columns(jobs, statuses)).fetchall()
             ids = sorted(row[0] for row in rows)  # identities follow the insert order
-            self._record_after(connection, jobs, ids, statuses, found)
+            self._record_after(connection, jobs, ids, found)
             self._notify(connection)
         return ids
 
@@ -284,39 +288,24 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
                 (wanted,),
             ).fetchall()
         )
-        missing = [job_id for job_id in wanted if job_id not in found]
-        if missing:
-            raise JobNotFoundError(
-                f"no job with id {missing[0]} to wait for (after); nothing was submitted"
-            )
-        statuses: list[str | None] = []
-        for job in jobs:
-            ended = [found[job_id] for job_id in job.after]
-            if any(status in GAVE_UP for status in ended):
-                statuses.append("cancelled")
-            elif any(status != "succeeded" for status in ended):
-                statuses.append("deferred")
-            else:
-                statuses.append(None)
-        return found, statuses
+        after_found(wanted, found)
+        return found, [after_start(job.after, found)[0] for job in jobs]
 
     @staticmethod
     def _record_after(
         connection: Any,
         jobs: Sequence[NewJob],
         ids: list[int],
-        statuses: list[str | None],
         found: dict[int, str],
     ) -> None:
-        for job, job_id, status in zip(jobs, ids, statuses, strict=True):
-            if status == "cancelled":
-                after_id, ended = next((i, found[i]) for i in job.after if found[i] in GAVE_UP)
+        for job, job_id in zip(jobs, ids, strict=True):
+            _, error, waiting = after_start(job.after, found)
+            if error is not None:
                 connection.execute(
                     f"UPDATE jobs SET finished_at = {NOW}, error = %s WHERE id = %s",
-                    (dependency_error(after_id, ended), job_id),
+                    (error, job_id),
                 )
-            elif status == "deferred":
-                waiting = sorted({i for i in job.after if found[i] != "succeeded"})
+            elif waiting:
                 connection.execute(
                     "INSERT INTO job_dependencies (after_id, job_id)"
                     " SELECT unnest(%s::bigint[]), %s ON CONFLICT DO NOTHING",

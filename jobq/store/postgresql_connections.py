@@ -263,7 +263,7 @@ class PostgreSQLConnections:
                 f"schema {self.schema} of {self.where} has version {version}, newer than this "
                 f"jobq knows ({latest}); upgrade jobq"
             )
-        if migrate:
+        if migrate and version < latest:  # up to date: no second look at the version
             self.migrate()
 
     def schema_version(self) -> int:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from ..errors import JobNotFoundError
 from ..models import STATUSES, JobRecord, Outcome, WorkerRecord
 
 GAVE_UP = ("failed", "cancelled")  # a job waiting for one of these never runs
@@ -33,6 +34,28 @@ def cancelled_waiting(attempts: int, previous: str | None) -> str:
 def dependency_error(after_id: int, status: str) -> str:
     message = f"job {after_id}, which this job waited for, {status}"
     return json.dumps({"type": "DependencyFailed", "message": message, "traceback": None})
+
+
+def after_found(wanted: Sequence[int], found: Mapping[int, str]) -> None:
+    """Refuse a submit that waits (``--after``) for a job that does not exist."""
+    missing = [job_id for job_id in wanted if job_id not in found]
+    if missing:
+        raise JobNotFoundError(
+            f"no job with id {missing[0]} to wait for (after); nothing was submitted"
+        )
+
+
+def after_start(
+    after: Sequence[int], found: Mapping[int, str]
+) -> tuple[str | None, str | None, list[int]]:
+    """How a new job that waits for ``after`` starts, given their statuses: its first status
+    ("cancelled", "deferred", or None: queued or scheduled), the error of a cancelled one,
+    and the ids it still waits for."""
+    for job_id in after:
+        if found[job_id] in GAVE_UP:
+            return "cancelled", dependency_error(job_id, found[job_id]), []
+    waiting = sorted({job_id for job_id in after if found[job_id] != "succeeded"})
+    return ("deferred" if waiting else None), None, waiting
 
 
 def worker_lost(reason: str) -> str:

@@ -22,9 +22,10 @@ from ..shell import SHELL_TASK
 from .base import Store
 from .records import (
     CANCELLED_RUNNING,
-    GAVE_UP,
     JOB_COLUMNS,
     WORKERS,
+    after_found,
+    after_start,
     cancelled_waiting,
     count_rows,
     dependency_error,
@@ -186,28 +187,18 @@ class SQLiteStore(SQLiteConnections, Store):
             marks = ", ".join("?" * len(chunk))
             found = connection.execute(f"SELECT id, status FROM jobs WHERE id IN ({marks})", chunk)
             statuses.update(found.fetchall())
-        missing = [job_id for job_id in wanted if job_id not in statuses]
-        if missing:
-            raise JobNotFoundError(
-                f"no job with id {missing[0]} to wait for (after); nothing was submitted"
-            )
+        after_found(wanted, statuses)
         ids = []
         for job, row in zip(jobs, rows, strict=True):
-            ended = [(job_id, statuses[job_id]) for job_id in job.after]
-            failed = [(job_id, status) for job_id, status in ended if status in GAVE_UP]
-            waiting = [job_id for job_id, status in ended if status != "succeeded"]
+            status, error, waiting = after_start(job.after, statuses)
             values = list(row)
-            if failed:
-                values[2] = "cancelled"
-            elif waiting:
-                values[2] = "deferred"
+            if status is not None:
+                values[2] = status
             job_id = connection.execute(_INSERT_ONE, values).fetchone()[0]
             ids.append(job_id)
-            if failed:
-                after_id, status = failed[0]
+            if error is not None:
                 connection.execute(
-                    "UPDATE jobs SET finished_at = ?, error = ? WHERE id = ?",
-                    (now, dependency_error(after_id, status), job_id),
+                    "UPDATE jobs SET finished_at = ?, error = ? WHERE id = ?", (now, error, job_id)
                 )
             elif waiting:
                 connection.executemany(

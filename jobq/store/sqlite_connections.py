@@ -69,8 +69,8 @@ class SQLiteConnections:
         pause = 0.01
         while True:
             try:
-                self._check_schema()
-                if migrate:
+                current = self._check_schema()
+                if migrate and current < migrations("sqlite")[-1].version:
                     self.migrate()
                 return
             except DatabaseBusyError:
@@ -99,8 +99,9 @@ class SQLiteConnections:
         except OSError as error:
             raise DatabaseError(f"cannot create {path}: {error.strerror}") from None
 
-    def _check_schema(self) -> None:
-        """Refuse a non-SQLite, foreign or newer database before anything can change its file.
+    def _check_schema(self) -> int:
+        """Refuse a non-SQLite, foreign or newer database before anything can change its file;
+        return its schema version (0 for a new file).
 
         Read through a read-only SQLite connection, never with open(): closing another
         descriptor of the file drops every POSIX lock this process holds on it, and a process
@@ -140,6 +141,7 @@ class SQLiteConnections:
                 f"{self.path} has schema version {version}, newer than this jobq knows "
                 f"({latest}); upgrade jobq"
             )
+        return int(version)
 
     def _connection(self) -> sqlite3.Connection:
         if self._pid != os.getpid():
