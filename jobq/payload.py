@@ -75,6 +75,26 @@ def _short(value: Any) -> str:
 
 # One encoder, built once: json.dumps with options builds a new one on every call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_QUOTE = json.encoder.encode_basestring  # a str as a JSON string (C), as _ENCODER writes it
+
+
+def _flat(values: list[Any] | tuple[Any, ...]) -> str | None:
+    """The JSON text of a list of plain ints and strs, or None if it holds anything else.
+
+    The usual arguments (an id, a name) need neither the walk of ``check_json`` nor the
+    encoder's machinery; the text is the encoder's, byte for byte. Exact types only: a bool
+    or an int subclass such as an IntEnum takes the general path.
+    """
+    parts = []
+    for value in values:
+        kind = type(value)
+        if kind is int:
+            parts.append(int.__repr__(value))
+        elif kind is str:
+            parts.append(_QUOTE(value))
+        else:
+            return None
+    return "[" + ",".join(parts) + "]"
 
 
 def encode(value: Any, where: str) -> str:
@@ -92,7 +112,9 @@ def encode_arguments(
         raise PayloadError(f"args must be a list, not {type(args).__name__}")
     if not isinstance(kwargs, dict):
         raise PayloadError(f"kwargs must be an object/dict, not {type(kwargs).__name__}")
-    args_text = encode(list(args), "args")
+    args_text = _flat(args)
+    if args_text is None:
+        args_text = encode(list(args), "args")
     kwargs_text = encode(kwargs, "kwargs") if kwargs else "{}"
     try:
         size = len(args_text.encode()) + len(kwargs_text.encode())

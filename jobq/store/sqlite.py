@@ -162,11 +162,19 @@ class SQLiteStore(SQLiteConnections, Store):
                     now,
                 )
             )
+        if len(rows) == 1 and not jobs[0].after:
+            # One statement outside BEGIN/COMMIT is its own transaction: SQLite takes the write
+            # lock as the INSERT starts, waiting in the busy handler exactly as BEGIN IMMEDIATE
+            # does (no read snapshot is held yet, so it cannot fail on a stale one), and
+            # commits when it ends. Two statements fewer per submit.
+            connection = self._connection()
+            try:
+                return [int(connection.execute(_INSERT, rows[0]).lastrowid or 0)]
+            except sqlite3.Error as error:
+                raise translate(error, self.path) from None
         with self._write() as connection:
             if any(job.after for job in jobs):
                 return self._enqueue_after(connection, jobs, rows, now)
-            if len(rows) == 1:
-                return [connection.execute(_INSERT_ONE, rows[0]).fetchone()[0]]
             # executemany cannot return ids; ids are assigned in order inside one transaction.
             connection.executemany(_INSERT, rows)
             last = connection.execute("SELECT last_insert_rowid()").fetchone()[0]

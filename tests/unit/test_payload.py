@@ -4,6 +4,8 @@ import json
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from jobq.errors import PayloadError
 from jobq.payload import MAX_DEPTH, check_json, encode_arguments
@@ -13,6 +15,13 @@ def test_json_values_encode_compactly() -> None:
     args, kwargs = encode_arguments((1, "é", [True, None], {"a": 1.5}), {"k": "v"})
     assert json.loads(args) == [1, "é", [True, None], {"a": 1.5}]
     assert kwargs == '{"k":"v"}'
+
+
+@given(st.lists(st.one_of(st.integers(), st.text()), max_size=6))
+def test_plain_ints_and_strings_encode_exactly_as_json_does(values: list[object]) -> None:
+    args, _ = encode_arguments(values, {})
+    assert args == json.dumps(values, separators=(",", ":"), ensure_ascii=False)
+    assert json.loads(args) == values
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -82,3 +84,36 @@ def test_a_store_dropped_without_close_leaves_no_open_file(tmp_path: Path) -> No
         del store
     gc.collect()
     assert open_files() == 0
+
+
+def test_single_submits_from_many_threads_get_their_own_ids_and_wait_out_a_held_lock(
+    tmp_path: Path,
+) -> None:
+    """A lone submit is one statement in its own transaction: the id it returns is its row's,
+    and a write lock held elsewhere makes it wait (busy handler), not fail."""
+    path = tmp_path / "ids.db"
+    store = open_store(path)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("UPDATE jobq_migrations SET applied_at = applied_at")  # the lock, taken
+    returned: dict[str, int] = {}
+
+    def submit(name: str) -> None:
+        for index in range(50):
+            label = f"{name}-{index}"
+            [job_id] = store.enqueue([NewJob(task="t", args=f'["{label}"]', kwargs="{}")])
+            returned[label] = job_id
+
+    threads = [threading.Thread(target=submit, args=(f"t{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    assert not returned  # every submit is waiting for the lock
+    holder.execute("COMMIT")
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(returned) == 200 and len(set(returned.values())) == 200
+    for label, job_id in returned.items():
+        assert store.get_job(job_id).args == [label]
+    holder.close()
+    store.close()
