@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import resource
+import threading
 from dataclasses import dataclass
 
 from ..errors import ConfigurationError
@@ -10,6 +12,22 @@ from ..errors import ConfigurationError
 EXIT_OK = 0
 EXIT_RECYCLE = 75  # stopped itself after a job timeout; restart at once, no backoff
 EXIT_CRASHED = 70  # a bug stopped it; its jobs are queued again and it is restarted
+
+# Address space a worker process reserves before any task runs (the interpreter, its
+# libraries, two malloc arenas: about 110 MiB measured, VmSize) plus room to run a task at
+# all, and the threads besides the executors (main, fetcher, completer, heartbeat, spare).
+BASE_ADDRESS_SPACE_MIB = 128
+TASK_ROOM_MIB = 64
+OTHER_THREADS = 5
+
+
+def thread_stack_mib() -> int:
+    """The address space one new thread reserves for its stack, in MiB."""
+    size = threading.stack_size()  # 0: the platform default, which follows RLIMIT_STACK
+    if not size:
+        soft, _ = resource.getrlimit(resource.RLIMIT_STACK)
+        size = soft if 0 < soft < 1 << 32 else 8 << 20
+    return max(1, size >> 20)
 
 
 @dataclass(frozen=True)
@@ -50,12 +68,23 @@ class WorkerSettings:
             raise ConfigurationError(f"grace must be 0 or more seconds, not {self.grace}")
         if self.lease <= 0:
             raise ConfigurationError(f"lease must be more than 0 seconds, not {self.lease}")
-        if self.memory_limit is not None and self.memory_limit < 64:
-            raise ConfigurationError(f"memory limit must be >= 64 MiB, not {self.memory_limit}")
+        if self.memory_limit is not None and self.memory_limit < self.least_memory:
+            raise ConfigurationError(
+                f"a memory limit of {self.memory_limit} MiB is too small for {self.threads} "
+                f"threads: their stacks reserve {thread_stack_mib()} MiB of address space each "
+                f"and Python itself about {BASE_ADDRESS_SPACE_MIB} MiB; allow at least "
+                f"{self.least_memory} MiB or run fewer threads"
+            )
         if self.memory_limit is not None and self.procs == 0:
             raise ConfigurationError("a memory limit needs worker processes (procs >= 1)")
         if self.queues is not None and not all(self.queues):
             raise ConfigurationError("queue names must not be empty")
+
+    @property
+    def least_memory(self) -> int:
+        """The smallest memory limit (MiB of address space) a worker process can start in."""
+        stacks = (self.threads + OTHER_THREADS) * thread_stack_mib()
+        return BASE_ADDRESS_SPACE_MIB + stacks + TASK_ROOM_MIB
 
     @property
     def heartbeat(self) -> float:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from jobq.worker.settings import WorkerSettings
 from tests.support import postgres
 from tests.support.helpers import FINISHED, SAMPLE_APP, assert_refused, cli_status, wait_for
 
@@ -478,3 +479,18 @@ def test_an_argument_with_too_many_digits_is_refused(jobq: Any, database: str, s
 @pytest.mark.parametrize("option", ["--delay", "--timeout"])
 def test_non_finite_seconds_are_refused(jobq: Any, database: str, seeded: int, option: str) -> None:
     refused_submit(jobq, database, ECHO, "1", option, "nan", words=(option.strip("-"),))
+
+
+def test_a_memory_limit_too_small_for_the_threads_is_refused_before_anything_starts(
+    jobq: Any, tmp_path: Path
+) -> None:
+    database = tmp_path / "never.db"
+    needed = WorkerSettings(database="x", threads=40).least_memory
+    worker = ("worker", "--app", SAMPLE_APP, "--procs", "1", "--threads", "40", "--burst")
+    line = assert_refused(
+        jobq("--db", str(database), *worker, "--max-memory", str(needed - 1)), "40 threads"
+    )
+    assert f"at least {needed} MiB" in line
+    assert not database.exists()
+    started = jobq("--db", str(database), *worker, "--max-memory", str(needed), timeout=60)
+    assert started.returncode == 0, started.stderr

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from jobq import JobQ
+from jobq.worker.settings import WorkerSettings
 from tests.support.helpers import (
     TASKS,
     WorkerHandle,
@@ -345,3 +346,26 @@ def test_burst_exits_when_nothing_is_runnable_and_skips_delayed_jobs(
     assert info["attempts"] == 0
     assert info["run_at"] > time.time() + 30
     assert json.loads(jobq("status", "--json").stdout)["workers"] == []
+
+
+# -- 9. a memory limit with the default threads --------------------------------------------
+
+
+def test_the_default_threads_start_under_a_memory_limit_and_a_hog_fails_alone(
+    sample_app: JobQ,
+    start_worker: Callable[..., WorkerHandle],
+    jobq: Callable[..., Any],
+) -> None:
+    """glibc's per-thread malloc arenas once used up --max-memory 600 before any task ran:
+    no executor thread could start, and the process crashed in a loop."""
+    hog = submit(sample_app, "hog", max_attempts=1)
+    sums = [submit(sample_app, "add", index, 1) for index in range(40)]
+    worker = start_worker("--procs", "1", "--max-memory", "600", "--burst")
+    assert worker.wait(timeout=60) == 0, worker.output()
+
+    threads = WorkerSettings(database="x").threads
+    assert f"started: {threads} threads" in worker.output()
+    assert "crashed" not in worker.output()
+    info = cli_status(jobq, hog)
+    assert info["status"] == "failed" and info["error"]["type"] == "MemoryError", info
+    assert [record(sample_app, job_id).result for job_id in sums] == list(range(1, 41))
