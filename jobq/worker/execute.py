@@ -12,7 +12,7 @@ from typing import Any
 from ..context import CancelFlag, JobContext, set_current_job
 from ..errors import ArgumentError, JobTimeout, PayloadError, Retry
 from ..models import ClaimedJob, Outcome
-from ..payload import encode
+from ..payload import decode, encode
 from ..shell import CommandError
 from ..tasks import Task
 
@@ -90,8 +90,8 @@ def execute(
         return failure(job, worker_id, error_json("UnknownTaskError", message), retry_at=None)
     try:
         # Most jobs have no keyword arguments, many no arguments: skip the JSON parser then.
-        args = [] if job.args == "[]" else json.loads(job.args)
-        kwargs = {} if job.kwargs == "{}" else json.loads(job.kwargs)
+        args = [] if job.args == "[]" else decode(job.args)
+        kwargs = {} if job.kwargs == "{}" else decode(job.kwargs)
         args, kwargs = task.bind(args, kwargs)
     except ArgumentError as error:
         return failure(job, worker_id, error_json("ArgumentError", str(error)), retry_at=None)

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jobq.errors import PayloadError
-from jobq.payload import MAX_DEPTH, check_json, encode_arguments
+from jobq.payload import MAX_DEPTH, check_json, decode, encode_arguments
 
 
 def test_json_values_encode_compactly() -> None:
@@ -22,6 +22,22 @@ def test_plain_ints_and_strings_encode_exactly_as_json_does(values: list[object]
     args, _ = encode_arguments(values, {})
     assert args == json.dumps(values, separators=(",", ":"), ensure_ascii=False)
     assert json.loads(args) == values
+
+
+@pytest.mark.parametrize(
+    "text", ['[1,"a",{"b":[true,null,1.5]}]', '{"k":"v"}', " [1, 2] ", "[1, 2]", "7", '"x"']
+)
+def test_stored_text_decodes_as_json_loads_would(text: str) -> None:
+    assert decode(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ["", "[1,", "[1] x", "{'a': 1}"])
+def test_bad_stored_text_raises_what_json_loads_raises(text: str) -> None:
+    with pytest.raises(json.JSONDecodeError) as raised:
+        decode(text)
+    with pytest.raises(json.JSONDecodeError) as expected:
+        json.loads(text)
+    assert str(raised.value) == str(expected.value)
 
 
 @pytest.mark.parametrize(
