@@ -34,7 +34,7 @@ def thread_stack_mib() -> int:
 class WorkerSettings:
     database: str
     procs: int = 0
-    threads: int = 16  # executor threads per process: see docs/architecture.md, "Defaults"
+    threads: int = 32  # executor threads per process: see docs/architecture.md, "Defaults"
     queues: tuple[str, ...] | None = None
     burst: bool = False
     grace: float = 30.0  # seconds running jobs get to finish after SIGTERM
