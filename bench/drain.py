@@ -1,6 +1,6 @@
 """Quick figures for jobq alone: submit one at a time, submit_many, and drain with a pool.
 
-    python bench/drain.py [--jobs 20000] [--procs 5] [--threads 16]
+    python bench/drain.py [--jobs 20000] [--procs 5] [--threads 32]
     python bench/drain.py --db 'postgresql://postgres@127.0.0.1:5432/test?schema=jobq_drain'
 
 Runs against a fresh SQLite database in a temporary directory, durable defaults (WAL,
@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from jobq import JobQ
+from jobq.worker.settings import WorkerSettings
 
 app = JobQ()
 
@@ -30,7 +31,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--single", type=int, default=3_000, help="jobs submitted one by one")
     parser.add_argument("--procs", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=16, help="default: jobq's own")
+    parser.add_argument(
+        "--threads", type=int, default=WorkerSettings.threads, help="default: jobq's own"
+    )
     parser.add_argument("--db", help="a postgresql:// URL whose schema may be emptied")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
