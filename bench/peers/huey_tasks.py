@@ -28,14 +28,15 @@ class NormalSyncSqliteStorage(SqliteStorage):
         return conn
 
 
-_sync = os.environ.get("BENCH_HUEY_SYNC", "default")
-_filename = os.environ.get("BENCH_HUEY_DB", "huey.db")
-if _sync == "normal":
-    huey = SqliteHuey("bench", filename=_filename, storage_class=NormalSyncSqliteStorage)
-elif _sync == "off":
-    huey = SqliteHuey("bench", filename=_filename, fsync=False)
-else:
-    huey = SqliteHuey("bench", filename=_filename)
+def open_huey(filename: str, sync: str) -> SqliteHuey:
+    if sync == "normal":
+        return SqliteHuey("bench", filename=filename, storage_class=NormalSyncSqliteStorage)
+    if sync == "off":
+        return SqliteHuey("bench", filename=filename, fsync=False)
+    return SqliteHuey("bench", filename=filename)
+
+
+huey = open_huey(os.environ.get("BENCH_HUEY_DB", "huey.db"), os.environ.get("BENCH_HUEY_SYNC", ""))
 
 
 @huey.task()
@@ -46,3 +47,14 @@ def noop(number):  # type: ignore[no-untyped-def]
 @huey.task()
 def stamp(index):  # type: ignore[no-untyped-def]
     peer_common.stamp(index)
+
+
+def submitter(filename: str, sync: str) -> tuple[SqliteHuey, object]:
+    """Another Huey on ``filename`` with the same no-op task, to time submits side by side."""
+    other = open_huey(filename, sync)
+
+    @other.task(name="noop")
+    def noop(number):  # type: ignore[no-untyped-def]
+        peer_common.mark()
+
+    return other, noop

@@ -17,3 +17,14 @@ def noop(number: int) -> None:
 @app.task(name="bench.stamp")
 def stamp(index: int) -> None:
     peer_common.stamp(index)
+
+
+def submitter(url: str) -> tuple[JobQ, object]:
+    """Another app on ``url`` with the same no-op task, to time submits side by side."""
+    other = JobQ(url)
+
+    @other.task(name="bench.noop")
+    def noop(number: int) -> None:
+        peer_common.mark()
+
+    return other, noop
