@@ -71,6 +71,10 @@ class Completer:
     def submit(self, outcome: Outcome, job: ClaimedJob) -> None:
         self.inbox.put((outcome, job))
 
+    def submit_many(self, finished: list[tuple[Outcome, ClaimedJob]]) -> None:
+        """Several outcomes at once: one wake-up of the completer thread, not one each."""
+        self.inbox.put(finished if len(finished) > 1 else finished[0])
+
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything submitted so far is recorded."""
         done = threading.Event()
@@ -93,6 +97,8 @@ class Completer:
                     stop = True
                 elif isinstance(item, threading.Event):
                     markers.append(item)
+                elif isinstance(item, list):
+                    batch += item
                 else:
                     batch.append(item)
                 if stop or len(batch) >= MAX_BATCH:

@@ -19,7 +19,7 @@ from typing import Any
 from ..context import CancelFlag
 from ..errors import DatabaseError
 from ..faults import fault
-from ..models import ClaimedJob
+from ..models import ClaimedJob, Outcome
 from ..shell import SHELL_TASK, ShellRunner
 from ..store import Store, open_store
 from ..tasks import Task
@@ -33,6 +33,7 @@ from .execute import (
     timeout_outcome,
 )
 from .patience import HOST, patiently, reap_dead
+from .runs import Pace, Run
 from .settings import EXIT_CRASHED, EXIT_OK, EXIT_RECYCLE, WorkerSettings
 
 log = logging.getLogger("jobq.worker")
@@ -72,8 +73,11 @@ class WorkerProcess:
         # The hand-over queue from the fetcher (producer) to the executors (consumers). It is
         # bounded by the slots, not by a maxsize: a job is claimed only for a free executor,
         # so it never holds more than `threads` jobs. SimpleQueue (C) costs a fraction of
-        # queue.Queue's locks and conditions per job, measurable on short jobs.
-        self.inbox: queue.SimpleQueue[ClaimedJob | None] = queue.SimpleQueue()
+        # queue.Queue's locks and conditions per job, measurable on short jobs. Jobs of quick
+        # tasks travel as runs, several to one executor (see .runs).
+        self.inbox: queue.SimpleQueue[ClaimedJob | Run | None] = queue.SimpleQueue()
+        self.pace = Pace()
+        self.runs: set[Run] = set()  # runs an executor has started; self.lock
         self.slots = threading.Semaphore(settings.threads)
         self.lock = threading.Lock()
         # (job id, claim) -> (job, monotonic deadline or None, its cancel flag); self.lock
@@ -162,6 +166,7 @@ class WorkerProcess:
         while True:
             self._check_cancellations()
             self._check_timeouts()
+            self._check_runs()
             if self.stopping.is_set():
                 if deadline is None:
                     deadline = time.monotonic() + settings.grace
@@ -318,8 +323,8 @@ class WorkerProcess:
                 self.in_flight += len(jobs)
                 self.handed_over += len(jobs)
                 self.busy_at = time.monotonic()
-                for job in jobs:
-                    self.inbox.put(job)
+                for item in self.pace.group(jobs):
+                    self.inbox.put(item)
         if stopping:
             assert self.store is not None
             try:
@@ -372,25 +377,32 @@ class WorkerProcess:
                 return
 
     def _hand_back_prefetched(self) -> None:
-        assert self.store is not None
-        returned: list[tuple[int, int]] = []
+        returned: list[ClaimedJob] = []
         while True:
             try:
-                job = self.inbox.get_nowait()
+                item = self.inbox.get_nowait()
             except queue.Empty:
                 break
-            if job is not None:
-                returned.append((job.id, job.claim))
-        if returned:
-            try:
-                self.store.release_jobs(self.worker_id, returned)
-            except DatabaseError as error:  # they are released with the worker at shutdown
-                log.warning("could not hand back prefetched jobs yet: %s", error)
-            with self.lock:
-                self.in_flight -= len(returned)
-            for _ in returned:
-                self.slots.release()
-            log.info("worker %s handed back %d prefetched jobs", self.worker_id, len(returned))
+            if isinstance(item, Run):
+                returned += item.take_pending()
+            elif item is not None:
+                returned.append(item)
+        self._hand_back(returned)
+
+    def _hand_back(self, jobs: list[ClaimedJob]) -> None:
+        """Queue again jobs claimed but not started (the attempt does not count)."""
+        if not jobs:
+            return
+        assert self.store is not None
+        try:
+            self.store.release_jobs(self.worker_id, [(job.id, job.claim) for job in jobs])
+        except DatabaseError as error:  # they are released with the worker at shutdown
+            log.warning("could not hand back prefetched jobs yet: %s", error)
+        with self.lock:
+            self.in_flight -= len(jobs)
+        for _ in jobs:
+            self.slots.release()
+        log.info("worker %s handed back %d prefetched jobs", self.worker_id, len(jobs))
 
     # -- consumers -------------------------------------------------------------------------
 
@@ -402,43 +414,85 @@ class WorkerProcess:
         thread.start()
 
     def _execute_loop(self) -> None:
-        completer = self.completer
-        assert completer is not None
         while True:
-            job = self.inbox.get()
-            if job is None:
+            item = self.inbox.get()
+            if item is None:
                 return
-            deadline = None
-            if job.timeout and job.task != SHELL_TASK:  # a command is stopped by its runner
-                deadline = time.monotonic() + job.timeout
-            key = (job.id, job.claim)
-            cancel = CancelFlag()
-            with self.lock:
-                self.active[key] = (job, deadline, cancel)
-            fault("before_task")
-            try:
-                outcome = execute(self.tasks, job, self.worker_id, cancel)
-            except BaseException as error:  # noqa: BLE001 - a bug in jobq, not in the task
-                # Never let an executor die holding a slot and a running job.
-                log.exception("executing job %s failed inside jobq", job.id)
-                message = f"jobq could not run the job: {describe_error(error)}"
-                outcome = failure(
-                    job, self.worker_id, error_json("WorkerError", message), retry_at=None
-                )
-            fault("after_task")
-            with self.lock:
-                self.active.pop(key, None)
-                abandoned = key in self.abandoned
-                self.abandoned.discard(key)
-            if abandoned:
-                # Timed out and already recorded; a fresh thread took this one's place.
-                log.warning("job %s finished after its timeout; outcome discarded", job.id)
+            if isinstance(item, Run):
+                if not self._execute_run(item):
+                    return
+                continue
+            outcome = self._execute(item)
+            if outcome is None:
                 return
-            completer.submit(outcome, job)
-            # Only now is the job out of flight: a stop that sees in_flight == 0 must find
-            # this outcome already in the completer's inbox.
+            self._record([(outcome, item)])
+
+    def _execute(self, job: ClaimedJob) -> Outcome | None:
+        """Run one job in this thread; None if its timeout came first (then the watchdog has
+        recorded it and another thread has taken this one's place: this one must end)."""
+        deadline = None
+        if job.timeout and job.task != SHELL_TASK:  # a command is stopped by its runner
+            deadline = time.monotonic() + job.timeout
+        key = (job.id, job.claim)
+        cancel = CancelFlag()
+        with self.lock:
+            self.active[key] = (job, deadline, cancel)
+        fault("before_task")
+        started = time.perf_counter()
+        try:
+            outcome = execute(self.tasks, job, self.worker_id, cancel)
+        except BaseException as error:  # noqa: BLE001 - a bug in jobq, not in the task
+            # Never let an executor die holding a slot and a running job.
+            log.exception("executing job %s failed inside jobq", job.id)
+            message = f"jobq could not run the job: {describe_error(error)}"
+            outcome = failure(
+                job, self.worker_id, error_json("WorkerError", message), retry_at=None
+            )
+        self.pace.record(job.task, time.perf_counter() - started)
+        fault("after_task")
+        with self.lock:
+            self.active.pop(key, None)
+            abandoned = key in self.abandoned
+            self.abandoned.discard(key)
+        if abandoned:
+            # Timed out and already recorded; a fresh thread took this one's place.
+            log.warning("job %s finished after its timeout; outcome discarded", job.id)
+            return None
+        return outcome
+
+    def _execute_run(self, run: Run) -> bool:
+        """Run the jobs of ``run`` in turn and hand their outcomes over together. A stop
+        hands back the jobs not started yet. False if this thread must end (abandoned)."""
+        with self.lock:
+            self.runs.add(run)
+        alive = True
+        try:
+            while not self.stopping.is_set():
+                job = run.next()
+                if job is None:
+                    break
+                outcome = self._execute(job)
+                if outcome is None:
+                    alive = False
+                    self._pass_on(run.take_pending())
+                    break
+                run.finished(outcome, job)
+        finally:
             with self.lock:
-                self.in_flight -= 1
+                self.runs.discard(run)
+            self._record(run.take_done())
+        self._hand_back(run.take_pending())  # stopping: not started, not to be
+        return alive
+
+    def _record(self, finished: list[tuple[Outcome, ClaimedJob]]) -> None:
+        """Hand outcomes to the completer; only then are their jobs out of flight (a stop
+        that sees in_flight == 0 must find every outcome already in the completer's inbox)."""
+        if not finished:
+            return
+        assert self.completer is not None
+        self.completer.submit_many(finished)
+        with self.lock:
+            self.in_flight -= len(finished)
 
     # -- watchdogs -------------------------------------------------------------------------
 
@@ -469,6 +523,29 @@ class WorkerProcess:
                 if job.task != SHELL_TASK:
                     limit = now + self.settings.cancel_grace
                     self.active[key] = (job, min(deadline or limit, limit), cancel)
+
+    def _check_runs(self) -> None:
+        """Jobs waiting behind a run's job that turned out slow go to other executors, and
+        the outcomes the run has collected so far to the completer."""
+        with self.lock:
+            if not self.runs:
+                return
+            stalled = [run for run in self.runs if run.stalled(time.monotonic())]
+        for run in stalled:
+            waiting = run.take_pending()
+            self._pass_on(waiting)
+            self._record(run.take_done())
+            if waiting:
+                log.info("%d jobs waited behind a slow job of a run; handed on", len(waiting))
+
+    def _pass_on(self, jobs: list[ClaimedJob]) -> None:
+        """Jobs of a run not started yet: to the other executors, or back to the queue once
+        a stop has begun (like every job claimed but not started)."""
+        if self.stopping.is_set():
+            self._hand_back(jobs)
+            return
+        for job in jobs:
+            self.inbox.put(job)
 
     def _check_timeouts(self) -> None:
         now = time.monotonic()

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from jobq import JobQ
+from tests.support import sample_tasks
 from tests.support.helpers import TASKS, all_have, record, wait_for
 
 pytestmark = pytest.mark.slow
@@ -42,3 +43,20 @@ def test_jobs_run_by_priority_then_submission_order(sample_app: JobQ, start_work
     assert worker.wait(timeout=20) == 0
     order = sorted([*low, high], key=lambda job: record(sample_app, job).started_at or 0)
     assert order == [high, *low]
+
+
+def test_quick_jobs_are_not_held_up_behind_one_of_them_that_turns_slow(
+    sample_app: JobQ, start_worker: Any
+) -> None:
+    """Jobs of a task that has been quick share one executor (a run); when one of them turns
+    slow, the jobs waiting behind it go to the other executors within milliseconds."""
+    worker = start_worker("--procs", "1", "--threads", "4")
+    warm = [job.id for job in sample_tasks.sleep.submit_many([(0, f"warm-{n}") for n in range(20)])]
+    wait_for(lambda: all_have(sample_app, warm, "succeeded"), timeout=20)
+    # One transaction, so that one claim takes the slow job and three quick ones together.
+    calls = [(4, "slow")] + [(0, f"q{n}") for n in range(10)]
+    slow, *quick = [job.id for job in sample_tasks.sleep.submit_many(calls)]
+    wait_for(lambda: all_have(sample_app, quick, "succeeded"), timeout=2.5)
+    assert record(sample_app, slow).status == "running"
+    assert "waited behind a slow job of a run" in worker.output()
+    worker.stop(timeout=10)

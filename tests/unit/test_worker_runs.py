@@ -1,0 +1,85 @@
+"""A stop while a run is under way: its jobs not started go back to the queue, uncounted."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from jobq import JobQ
+from jobq.models import ClaimedJob, Outcome
+from jobq.worker.process import WorkerProcess
+from jobq.worker.runs import STALL, Run
+from jobq.worker.settings import WorkerSettings
+
+
+class Completer:
+    def __init__(self) -> None:
+        self.recorded: list[tuple[Outcome, ClaimedJob]] = []
+
+    def submit_many(self, finished: list[tuple[Outcome, ClaimedJob]]) -> None:
+        self.recorded += finished
+
+
+def worker_holding(tmp_path: Path, count: int) -> tuple[JobQ, WorkerProcess, list[ClaimedJob]]:
+    app = JobQ(tmp_path / "runs.db")
+
+    @app.task(name="t")
+    def quick(number: int) -> int:
+        return number
+
+    ids = [job.id for job in quick.submit_many([(n,) for n in range(count)])]
+    worker = WorkerProcess(app.tasks, WorkerSettings(database=str(app.database)), "w")
+    worker.store = app.store
+    worker.completer = Completer()  # type: ignore[assignment]
+    app.store.register_worker(
+        "w", kind="worker", pid=1, host="h", supervisor_pid=None, queues=None, threads=4
+    )
+    jobs = app.store.claim("w", None, count)
+    assert [job.id for job in jobs] == ids
+    for _ in jobs:
+        worker.slots.acquire()
+    worker.in_flight = count
+    return app, worker, jobs
+
+
+def statuses(app: JobQ, jobs: list[ClaimedJob]) -> list[tuple[str, int]]:
+    return [(app.store.get_job(job.id).status, app.store.get_job(job.id).attempts) for job in jobs]
+
+
+def test_an_executor_that_sees_the_stop_hands_back_the_rest_of_its_run(tmp_path: Path) -> None:
+    app, worker, jobs = worker_holding(tmp_path, 3)
+    run = Run(jobs)
+    assert run.next() is jobs[0]  # the first job runs; then the stop comes
+    run.finished(Outcome(jobs[0].id, "w", jobs[0].claim, "succeeded", "0"), jobs[0])
+    worker.stopping.set()
+    assert worker._execute_run(run) is True
+    completer: Any = worker.completer
+    assert [job.id for _, job in completer.recorded] == [jobs[0].id]
+    assert statuses(app, jobs[1:]) == [("queued", 0), ("queued", 0)]
+    assert worker.in_flight == 0
+
+
+def test_the_waiting_jobs_of_a_stalled_run_go_back_once_a_stop_has_begun(tmp_path: Path) -> None:
+    app, worker, jobs = worker_holding(tmp_path, 3)
+    run = Run(jobs)
+    assert run.next() is jobs[0]  # still running, and long enough to count as stalled
+    run.started = time.monotonic() - STALL * 2
+    worker.runs.add(run)
+    worker.stopping.set()
+    worker._check_runs()
+    assert statuses(app, jobs) == [("running", 1), ("queued", 0), ("queued", 0)]
+    assert worker.inbox.empty()
+    assert worker.in_flight == 1
+
+
+def test_without_a_stop_they_go_to_the_other_executors(tmp_path: Path) -> None:
+    app, worker, jobs = worker_holding(tmp_path, 3)
+    run = Run(jobs)
+    assert run.next() is jobs[0]
+    run.started = time.monotonic() - STALL * 2
+    worker.runs.add(run)
+    worker._check_runs()
+    assert [worker.inbox.get_nowait(), worker.inbox.get_nowait()] == jobs[1:]
+    assert statuses(app, jobs) == [("running", 1)] * 3
+    assert worker.in_flight == 3
