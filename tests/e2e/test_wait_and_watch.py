@@ -103,15 +103,23 @@ def test_status_watch_refreshes_until_interrupted(
     start_worker("--procs", "1", app=None)
     watcher = subprocess.Popen(
         [*JOBQ, "status", "--watch", "--interval", "0.2"],
-        env=cli_env,
+        env={**cli_env, "PYTHONFAULTHANDLER": "1"},
         cwd=tmp_path,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
-    assert watcher.stdout is not None
+    assert watcher.stdout is not None and watcher.stderr is not None
     lines = [watcher.stdout.readline() for _ in range(3)]
     watcher.send_signal(signal.SIGINT)
-    assert watcher.wait(timeout=10) == 0
+    try:
+        code = watcher.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        # Once, under a loaded CI dry run, it did not stop: say where it was stuck.
+        watcher.send_signal(signal.SIGABRT)
+        watcher.wait(timeout=10)
+        pytest.fail("status --watch ignored Ctrl-C; its stacks:\n" + watcher.stderr.read())
+    assert code == 0, watcher.stderr.read()
     assert all(" running=" in line and "finished/s=" in line for line in lines)
     wait_for(lambda: "running=1" in lines[-1] or None, timeout=1)
 
