@@ -91,7 +91,7 @@ def decode(text: str) -> Any:
     """
     try:
         value, end = _SCAN(text, 0)
-    except (StopIteration, ValueError):
+    except (StopIteration, ValueError, TypeError):  # TypeError: bytes, which loads takes
         return json.loads(text)
     if end != len(text):
         return json.loads(text)

@@ -162,7 +162,7 @@ class SQLiteStore(SQLiteConnections, Store):
                     now,
                 )
             )
-        if len(rows) == 1 and not jobs[0].after:
+        if len(rows) == 1 and not jobs[0].after and not self._connection().in_transaction:
             # One statement outside BEGIN/COMMIT is its own transaction: SQLite takes the write
             # lock as the INSERT starts, waiting in the busy handler exactly as BEGIN IMMEDIATE
             # does (no read snapshot is held yet, so it cannot fail on a stale one), and

@@ -30,6 +30,15 @@ MAX_BATCH = 500  # outcomes per transaction
 _STOP = object()
 
 
+class _HandBack:
+    """Jobs claimed but not started, to go back to the queue (see ``Completer.hand_back``)."""
+
+    __slots__ = ("jobs",)
+
+    def __init__(self, jobs: list[ClaimedJob]) -> None:
+        self.jobs = jobs
+
+
 class Refill:
     """How the completer takes new work for the slots its outcomes free, in the same
     transaction (see ``Store.complete_and_claim``)."""
@@ -56,11 +65,13 @@ class Completer:
         tasks: Mapping[str, Task],
         on_recorded: Callable[[int], None] | None = None,
         refill: Refill | None = None,
+        release: Callable[[list[ClaimedJob]], None] | None = None,
     ) -> None:
         self.store = store
         self.tasks = tasks
         self.on_recorded = on_recorded
         self.refill = refill
+        self.release = release  # queues jobs claimed but not started again, in this thread
         self.on_crash: Callable[[], None] | None = None  # called if recording itself fails
         self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="jobq-completer", daemon=True)
@@ -74,6 +85,11 @@ class Completer:
     def submit_many(self, finished: list[tuple[Outcome, ClaimedJob]]) -> None:
         """Several outcomes at once: one wake-up of the completer thread, not one each."""
         self.inbox.put(finished if len(finished) > 1 else finished[0])
+
+    def hand_back(self, jobs: list[ClaimedJob]) -> None:
+        """Queue again jobs claimed but not started, from the completer's thread: it holds a
+        database session already, where an executor would have to open one."""
+        self.inbox.put(_HandBack(jobs))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything submitted so far is recorded."""
@@ -91,12 +107,15 @@ class Completer:
             item = self.inbox.get()
             batch: list[tuple[Outcome, ClaimedJob]] = []
             markers: list[threading.Event] = []
+            returned: list[ClaimedJob] = []
             stop = False
             while True:
                 if item is _STOP:
                     stop = True
                 elif isinstance(item, threading.Event):
                     markers.append(item)
+                elif isinstance(item, _HandBack):
+                    returned += item.jobs
                 elif isinstance(item, list):
                     batch += item
                 else:
@@ -114,6 +133,11 @@ class Completer:
                     log.exception("the completer failed; stopping the worker")
                     if self.on_crash is not None:
                         self.on_crash()
+            if returned and self.release is not None:
+                try:
+                    self.release(returned)
+                except Exception:  # noqa: BLE001 - they go back with the worker at its end
+                    log.exception("could not hand back %d jobs yet", len(returned))
             for marker in markers:
                 marker.set()
             if stop:

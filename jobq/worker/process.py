@@ -144,7 +144,13 @@ class WorkerProcess:
             self._hand_over,
             settings.commands_only,
         )
-        self.completer = Completer(store, self.tasks, on_recorded=self.slots.release, refill=refill)
+        self.completer = Completer(
+            store,
+            self.tasks,
+            on_recorded=self.slots.release,
+            refill=refill,
+            release=self._hand_back,
+        )
         self.completer.on_crash = self._on_completer_crash
         self.completer.start()
         for _ in range(settings.threads):
@@ -186,6 +192,7 @@ class WorkerProcess:
         if not forced:
             for _ in self.executors:
                 self.inbox.put(None)
+        self._record_runs()  # forced: jobs still running, but those done are recorded
         self.completer.stop(timeout=30)
         self.finished.set()  # the heartbeat ends, and so cannot register us again
         if self.heart is not None:
@@ -422,6 +429,9 @@ class WorkerProcess:
                 if not self._execute_run(item):
                     return
                 continue
+            if self.stopping.is_set():  # claimed before the stop, not started: not to be
+                self._pass_on([item])
+                continue
             outcome = self._execute(item)
             if outcome is None:
                 return
@@ -461,8 +471,10 @@ class WorkerProcess:
         return outcome
 
     def _execute_run(self, run: Run) -> bool:
-        """Run the jobs of ``run`` in turn and hand their outcomes over together. A stop
-        hands back the jobs not started yet. False if this thread must end (abandoned)."""
+        """Run the jobs of ``run`` in turn and hand their outcomes over together. Once the
+        run has gone on for STALL seconds, or a stop has begun, the jobs not started go on
+        to other executors, or back to the queue. False if this thread must end (abandoned).
+        """
         with self.lock:
             self.runs.add(run)
         alive = True
@@ -474,14 +486,13 @@ class WorkerProcess:
                 outcome = self._execute(job)
                 if outcome is None:
                     alive = False
-                    self._pass_on(run.take_pending())
                     break
                 run.finished(outcome, job)
         finally:
             with self.lock:
                 self.runs.discard(run)
             self._record(run.take_done())
-        self._hand_back(run.take_pending())  # stopping: not started, not to be
+            self._pass_on(run.take_pending())
         return alive
 
     def _record(self, finished: list[tuple[Outcome, ClaimedJob]]) -> None:
@@ -525,12 +536,13 @@ class WorkerProcess:
                     self.active[key] = (job, min(deadline or limit, limit), cancel)
 
     def _check_runs(self) -> None:
-        """Jobs waiting behind a run's job that turned out slow go to other executors, and
-        the outcomes the run has collected so far to the completer."""
+        """A run that has gone on for STALL seconds (its current job turned out slow) hands
+        the jobs waiting behind it to other executors, and its outcomes to the completer."""
         with self.lock:
             if not self.runs:
                 return
-            stalled = [run for run in self.runs if run.stalled(time.monotonic())]
+            now = time.monotonic()
+            stalled = [run for run in self.runs if run.stalled(now)]
         for run in stalled:
             waiting = run.take_pending()
             self._pass_on(waiting)
@@ -538,14 +550,27 @@ class WorkerProcess:
             if waiting:
                 log.info("%d jobs waited behind a slow job of a run; handed on", len(waiting))
 
+    def _record_runs(self) -> None:
+        """Hand over the outcomes the runs under way hold (before a flush or a stop)."""
+        with self.lock:
+            runs = list(self.runs)
+        for run in runs:
+            self._record(run.take_done())
+
     def _pass_on(self, jobs: list[ClaimedJob]) -> None:
-        """Jobs of a run not started yet: to the other executors, or back to the queue once
-        a stop has begun (like every job claimed but not started)."""
-        if self.stopping.is_set():
-            self._hand_back(jobs)
+        """Jobs claimed but not started: to the other executors; once a stop has begun, back
+        to the queue, through the completer (whose thread writes anyway: an executor or the
+        main thread would need a database session of its own)."""
+        if not jobs:
             return
-        for job in jobs:
-            self.inbox.put(job)
+        with self.lock:
+            stopping = self.stopping.is_set()
+            if not stopping:
+                for job in jobs:
+                    self.inbox.put(job)
+        if stopping:
+            assert self.completer is not None
+            self.completer.hand_back(jobs)
 
     def _check_timeouts(self) -> None:
         now = time.monotonic()
@@ -587,6 +612,7 @@ class WorkerProcess:
         with self.lock:
             self.abandoned.update(self.active)
         self._stop_commands()
+        self._record_runs()
         self.completer.flush(timeout=30)
         self.store.release_worker(
             self.worker_id, reason="worker recycled after another job's timeout", refund=True

@@ -8,9 +8,10 @@ that: jobs of tasks known to finish quickly go to one executor, which runs them 
 other and hands their outcomes to the completer together.
 
 A job in a run waits for the ones before it, so only tasks whose recent jobs were quick are
-grouped, never more than a couple of milliseconds' worth, and the worker's main thread takes
-back the waiting jobs of a run whose current job has run for ``STALL`` seconds, for other
-executors to start. A slow job never holds up a quick one for longer than that.
+grouped, never more than a couple of milliseconds' worth. A run that has gone on for
+``STALL`` seconds starts no more jobs, and the worker's main thread passes on the waiting
+jobs (and the outcomes held) of a run stuck in one job that long: a job never waits behind
+slow ones for much longer than that.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ QUICK = 0.0005  # seconds: a task whose jobs took less, on a moving average, is 
 SAMPLES = 5  # jobs of a task seen before it can count as quick
 WEIGHT = 0.2  # of the newest job in the moving average: a slow job soon makes a task slow
 RUN_BUDGET = 0.002  # seconds: the expected time of a whole run (the last job's wait)
-STALL = 0.02  # seconds a run's current job may run before its waiting jobs go elsewhere
+STALL = 0.02  # seconds a run may go on before its waiting jobs go to other executors
 
 
 class Pace:
@@ -72,20 +73,20 @@ class Pace:
 class Run:
     """Jobs that one executor runs in turn; the outcomes it has not handed over yet."""
 
-    __slots__ = ("done", "lock", "pending", "started")
+    __slots__ = ("began", "done", "lock", "pending")
 
     def __init__(self, jobs: Sequence[ClaimedJob]) -> None:
         self.pending = deque(jobs)
         self.done: list[tuple[Outcome, ClaimedJob]] = []
-        self.started = 0.0  # time.monotonic() when the current job started
+        self.began = time.monotonic()  # handed over (an idle executor takes it at once)
         self.lock = threading.Lock()
 
     def next(self) -> ClaimedJob | None:
-        """The next job to run, or None when the run is over (or was taken back)."""
+        """The next job to run, or None when the run is over or has gone on for STALL
+        seconds (then what is left is for other executors: see ``stalled``)."""
         with self.lock:
-            if not self.pending:
+            if not self.pending or time.monotonic() - self.began >= STALL:
                 return None
-            self.started = time.monotonic()
             return self.pending.popleft()
 
     def finished(self, outcome: Outcome, job: ClaimedJob) -> None:
@@ -104,6 +105,10 @@ class Run:
         return pending
 
     def stalled(self, now: float) -> bool:
-        """Has the current job run for STALL seconds while others wait behind it?"""
+        """Has the run gone on for STALL seconds, with jobs waiting or outcomes held back?
+
+        Measured from the run's start, not its current job's: jobs that each take a little
+        less than STALL would otherwise hold the last one back for all of them together.
+        """
         with self.lock:
-            return bool(self.pending) and now - self.started >= STALL
+            return bool(self.pending or self.done) and now - self.began >= STALL

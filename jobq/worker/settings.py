@@ -26,7 +26,8 @@ def thread_stack_mib() -> int:
     size = threading.stack_size()  # 0: the platform default, which follows RLIMIT_STACK
     if not size:
         soft, _ = resource.getrlimit(resource.RLIMIT_STACK)
-        size = soft if 0 < soft < 1 << 32 else 8 << 20
+        # glibc gives threads RLIMIT_STACK's size, or 2 MiB when it is unlimited.
+        size = 2 << 20 if soft in (resource.RLIM_INFINITY, 0) or soft < 0 else soft
     return max(1, size >> 20)
 
 

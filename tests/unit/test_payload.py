@@ -29,6 +29,7 @@ def test_plain_ints_and_strings_encode_exactly_as_json_does(values: list[object]
 )
 def test_stored_text_decodes_as_json_loads_would(text: str) -> None:
     assert decode(text) == json.loads(text)
+    assert decode(text.encode()) == json.loads(text)  # a BLOB written by another program
 
 
 @pytest.mark.parametrize("text", ["", "[1,", "[1] x", "{'a': 1}"])

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import jobq.store.sqlite
+from jobq.errors import DatabaseError
 from jobq.models import NewJob, Outcome
 from jobq.store import open_store
 
@@ -116,4 +117,13 @@ def test_single_submits_from_many_threads_get_their_own_ids_and_wait_out_a_held_
     for label, job_id in returned.items():
         assert store.get_job(job_id).args == [label]
     holder.close()
+    store.close()
+
+
+def test_a_submit_never_joins_a_transaction_left_open_on_its_connection(tmp_path: Path) -> None:
+    """Were it to, the job would be lost with that transaction although submit returned."""
+    store = open_store(tmp_path / "open.db")
+    store._connection().execute("BEGIN IMMEDIATE")  # as an interrupted write could leave it
+    with pytest.raises(DatabaseError, match="transaction"):
+        store.enqueue([NewJob(task="t", args="[]", kwargs="{}")])
     store.close()

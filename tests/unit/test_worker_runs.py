@@ -1,4 +1,5 @@
-"""A stop while a run is under way: its jobs not started go back to the queue, uncounted."""
+"""Runs under way: a stop sends the jobs not started back to the queue, uncounted; a run that
+goes on too long passes its waiting jobs on and hands over the outcomes it holds."""
 
 from __future__ import annotations
 
@@ -14,11 +15,17 @@ from jobq.worker.settings import WorkerSettings
 
 
 class Completer:
-    def __init__(self) -> None:
+    """Records what it is given; hands jobs back at once (the real one, in its thread)."""
+
+    def __init__(self, release: Any) -> None:
         self.recorded: list[tuple[Outcome, ClaimedJob]] = []
+        self.release = release
 
     def submit_many(self, finished: list[tuple[Outcome, ClaimedJob]]) -> None:
         self.recorded += finished
+
+    def hand_back(self, jobs: list[ClaimedJob]) -> None:
+        self.release(jobs)
 
 
 def worker_holding(tmp_path: Path, count: int) -> tuple[JobQ, WorkerProcess, list[ClaimedJob]]:
@@ -31,7 +38,7 @@ def worker_holding(tmp_path: Path, count: int) -> tuple[JobQ, WorkerProcess, lis
     ids = [job.id for job in quick.submit_many([(n,) for n in range(count)])]
     worker = WorkerProcess(app.tasks, WorkerSettings(database=str(app.database)), "w")
     worker.store = app.store
-    worker.completer = Completer()  # type: ignore[assignment]
+    worker.completer = Completer(worker._hand_back)  # type: ignore[assignment]
     app.store.register_worker(
         "w", kind="worker", pid=1, host="h", supervisor_pid=None, queues=None, threads=4
     )
@@ -64,7 +71,7 @@ def test_the_waiting_jobs_of_a_stalled_run_go_back_once_a_stop_has_begun(tmp_pat
     app, worker, jobs = worker_holding(tmp_path, 3)
     run = Run(jobs)
     assert run.next() is jobs[0]  # still running, and long enough to count as stalled
-    run.started = time.monotonic() - STALL * 2
+    run.began = time.monotonic() - STALL * 2
     worker.runs.add(run)
     worker.stopping.set()
     worker._check_runs()
@@ -77,9 +84,44 @@ def test_without_a_stop_they_go_to_the_other_executors(tmp_path: Path) -> None:
     app, worker, jobs = worker_holding(tmp_path, 3)
     run = Run(jobs)
     assert run.next() is jobs[0]
-    run.started = time.monotonic() - STALL * 2
+    run.began = time.monotonic() - STALL * 2
     worker.runs.add(run)
     worker._check_runs()
     assert [worker.inbox.get_nowait(), worker.inbox.get_nowait()] == jobs[1:]
     assert statuses(app, jobs) == [("running", 1)] * 3
     assert worker.in_flight == 3
+
+
+def outcome(job: ClaimedJob) -> Outcome:
+    return Outcome(job.id, "w", job.claim, "succeeded", "0", finished_at=time.time())
+
+
+def test_outcomes_done_in_a_run_are_not_held_back_by_its_last_slow_job(tmp_path: Path) -> None:
+    app, worker, jobs = worker_holding(tmp_path, 3)
+    run = Run(jobs)
+    for job in jobs[:2]:
+        assert run.next() is job
+        run.finished(outcome(job), job)
+    assert run.next() is jobs[2]  # the last job, now slow: nothing waits behind it
+    worker.runs.add(run)
+    worker._check_runs()
+    completer: Any = worker.completer
+    assert completer.recorded == []  # a fresh run is not stalled
+    run.began = time.monotonic() - STALL * 2
+    worker._check_runs()
+    assert [job.id for _, job in completer.recorded] == [job.id for job in jobs[:2]]
+    assert worker.in_flight == 1
+
+
+def test_a_run_that_has_gone_on_too_long_starts_no_more_jobs(tmp_path: Path) -> None:
+    """Each job under STALL, the whole run over it: the rest go to other executors."""
+    app, worker, jobs = worker_holding(tmp_path, 3)
+    run = Run(jobs)
+    assert run.next() is jobs[0]
+    run.finished(outcome(jobs[0]), jobs[0])
+    run.began = time.monotonic() - STALL * 2
+    assert run.next() is None
+    assert worker._execute_run(run) is True
+    assert [worker.inbox.get_nowait(), worker.inbox.get_nowait()] == jobs[1:]
+    completer: Any = worker.completer
+    assert [job.id for _, job in completer.recorded] == [jobs[0].id]
