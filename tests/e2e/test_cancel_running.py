@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from tests.support.helpers import TASKS, cli_status, cli_submit, pid_alive, pids_of, wait_for
+from tests.support.helpers import (
+    TASKS,
+    cli_status,
+    cli_submit,
+    pid_alive,
+    pids_of,
+    wait_for,
+    written_pid,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -36,8 +44,7 @@ def test_cancel_stops_a_commands_whole_process_group_and_it_is_never_retried(
     )
     [waiting] = [cli_submit(jobq, "--cmd", "echo never", "--after", str(job_id))]
     start_worker("--procs", "1", "--cancel-grace", "1", app=None)
-    wait_for(lambda: (tmp_path / "child.pid").exists(), timeout=30)
-    child = int((tmp_path / "child.pid").read_text())
+    child = written_pid(tmp_path / "child.pid")
     assert status_of(jobq, job_id) == "running"
 
     cancel_running(jobq, job_id)

@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 
 from jobq.shell import LOG_LIMIT
-from tests.support.helpers import JOBQ, assert_refused, cli_status, cli_submit, pid_alive, wait_for
+from tests.support.helpers import (
+    JOBQ,
+    assert_refused,
+    cli_status,
+    cli_submit,
+    pid_alive,
+    wait_for,
+    written_pid,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -209,8 +217,7 @@ def test_a_forced_stop_kills_running_commands_and_queues_their_jobs_again(
 ) -> None:
     job_id = cli_submit(jobq, "--cmd", "sleep 60 & echo $! > child.pid; wait")
     worker = start_worker("--procs", "1", "--grace", "0.5", app=None)
-    wait_for(lambda: (tmp_path / "child.pid").exists(), timeout=30)
-    child = int((tmp_path / "child.pid").read_text())
+    child = written_pid(tmp_path / "child.pid")
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0, worker.output()
     wait_for(lambda: not pid_alive(child), timeout=10)

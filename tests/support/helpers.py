@@ -140,6 +140,17 @@ def all_have(app: JobQ, ids: Sequence[int], *wanted: str) -> bool:
     return len(statuses) == len(set(ids)) and all(status in wanted for status in statuses.values())
 
 
+def written_pid(path: Path, timeout: float = 30) -> int:
+    """The pid a command wrote to ``path`` (``echo $! > path``), once the whole line is there:
+    the shell creates the file before echo writes to it."""
+
+    def line() -> str | None:
+        text = path.read_text() if path.exists() else ""
+        return text if text.endswith("\n") else None
+
+    return int(str(wait_for(line, timeout=timeout)))
+
+
 def wait_for_status(
     app: JobQ, ids: Sequence[int], *wanted: str, timeout: float = 10, interval: float = 0.02
 ) -> None:
