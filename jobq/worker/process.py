@@ -25,20 +25,18 @@ from ..store import Store, open_store
 from ..tasks import Task
 from .completer import Completer, Refill
 from .execute import (
-    cancelled_outcome,
     describe_error,
     error_json,
     execute,
     failure,
-    timeout_outcome,
 )
 from .patience import HOST, patiently, reap_dead
 from .runs import Pace, Run
-from .settings import EXIT_CRASHED, EXIT_OK, EXIT_RECYCLE, WorkerSettings
+from .settings import EXIT_CRASHED, EXIT_OK, WorkerSettings
+from .watchdog import Watchdog
 
 log = logging.getLogger("jobq.worker")
 
-CANCEL_CHECK = 0.2  # seconds between looks for cancel requests while jobs run
 STOP_CHECK = 0.05  # seconds an idle fetcher waits for new work before it looks for a stop
 
 
@@ -82,7 +80,6 @@ class WorkerProcess:
         self.lock = threading.Lock()
         # (job id, claim) -> (job, monotonic deadline or None, its cancel flag); self.lock
         self.active: dict[tuple[int, int], tuple[ClaimedJob, float | None, CancelFlag]] = {}
-        self.next_cancel_check = 0.0
         self.abandoned: set[tuple[int, int]] = set()
         self.in_flight = 0  # jobs claimed and not yet handed to the completer
         self.handed_over = 0  # jobs ever handed to the executors (burst: did a flush claim?)
@@ -94,6 +91,7 @@ class WorkerProcess:
         self.executors: list[threading.Thread] = []
         self.completer: Completer | None = None
         self.heart: threading.Thread | None = None
+        self.watchdog = Watchdog(self)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -154,7 +152,7 @@ class WorkerProcess:
         self.completer.on_crash = self._on_completer_crash
         self.completer.start()
         for _ in range(settings.threads):
-            self._start_executor()
+            self.start_executor()
         fetcher = threading.Thread(target=self._fetch_loop, name="jobq-fetcher", daemon=True)
         fetcher.start()
         self.heart = threading.Thread(
@@ -170,9 +168,7 @@ class WorkerProcess:
         deadline: float | None = None
         forced = False
         while True:
-            self._check_cancellations()
-            self._check_timeouts()
-            self._check_runs()
+            self.watchdog.check()
             if self.stopping.is_set():
                 if deadline is None:
                     deadline = time.monotonic() + settings.grace
@@ -192,7 +188,7 @@ class WorkerProcess:
         if not forced:
             for _ in self.executors:
                 self.inbox.put(None)
-        self._record_runs()  # forced: jobs still running, but those done are recorded
+        self.record_runs()  # forced: jobs still running, but those done are recorded
         self.completer.stop(timeout=30)
         self.finished.set()  # the heartbeat ends, and so cannot register us again
         if self.heart is not None:
@@ -200,7 +196,7 @@ class WorkerProcess:
         if forced:
             # Their jobs go back to the queue (refunded) just below: no copy may run on. The
             # completer has stopped, so no "killed" outcome can be recorded for them.
-            self._stop_commands()
+            self.stop_commands()
         try:
             released = self._release_held()
         finally:
@@ -413,7 +409,7 @@ class WorkerProcess:
 
     # -- consumers -------------------------------------------------------------------------
 
-    def _start_executor(self) -> None:
+    def start_executor(self) -> None:
         thread = threading.Thread(
             target=self._execute_loop, name=f"jobq-executor-{len(self.executors)}", daemon=True
         )
@@ -430,12 +426,12 @@ class WorkerProcess:
                     return
                 continue
             if self.stopping.is_set():  # claimed before the stop, not started: not to be
-                self._pass_on([item])
+                self.pass_on([item])
                 continue
             outcome = self._execute(item)
             if outcome is None:
                 return
-            self._record([(outcome, item)])
+            self.record([(outcome, item)])
 
     def _execute(self, job: ClaimedJob) -> Outcome | None:
         """Run one job in this thread; None if its timeout came first (then the watchdog has
@@ -491,11 +487,11 @@ class WorkerProcess:
         finally:
             with self.lock:
                 self.runs.discard(run)
-            self._record(run.take_done())
-            self._pass_on(run.take_pending())
+            self.record(run.take_done())
+            self.pass_on(run.take_pending())
         return alive
 
-    def _record(self, finished: list[tuple[Outcome, ClaimedJob]]) -> None:
+    def record(self, finished: list[tuple[Outcome, ClaimedJob]]) -> None:
         """Hand outcomes to the completer; only then are their jobs out of flight (a stop
         that sees in_flight == 0 must find every outcome already in the completer's inbox)."""
         if not finished:
@@ -505,59 +501,16 @@ class WorkerProcess:
         with self.lock:
             self.in_flight -= len(finished)
 
-    # -- watchdogs -------------------------------------------------------------------------
+    # -- shared with the watchdog (jobq/worker/watchdog.py) ---------------------------------
 
-    def _check_cancellations(self) -> None:
-        """Every CANCEL_CHECK seconds while jobs run: flag those ``jobq cancel`` asked to stop.
-
-        A shell command is stopped by its runner (SIGTERM, then SIGKILL after the grace). A
-        Python task sees ``current_job().cancelled``; if it has not returned after the grace,
-        it is stopped like a timed-out one (its process is recycled).
-        """
-        now = time.monotonic()
-        if now < self.next_cancel_check or not self.active:
-            return
-        self.next_cancel_check = now + CANCEL_CHECK
-        assert self.store is not None
-        try:
-            requested = set(self.store.cancel_requests(self.worker_id))
-        except DatabaseError as error:
-            log.warning("could not look for cancelled jobs: %s", error)
-            return
-        with self.lock:
-            for key in requested & set(self.active):
-                job, deadline, cancel = self.active[key]
-                if cancel.is_set():
-                    continue
-                cancel.set()
-                log.info("job %s: cancel requested; stopping it", job.id)
-                if job.task != SHELL_TASK:
-                    limit = now + self.settings.cancel_grace
-                    self.active[key] = (job, min(deadline or limit, limit), cancel)
-
-    def _check_runs(self) -> None:
-        """A run that has gone on for STALL seconds (its current job turned out slow) hands
-        the jobs waiting behind it to other executors, and its outcomes to the completer."""
-        with self.lock:
-            if not self.runs:
-                return
-            now = time.monotonic()
-            stalled = [run for run in self.runs if run.stalled(now)]
-        for run in stalled:
-            waiting = run.take_pending()
-            self._pass_on(waiting)
-            self._record(run.take_done())
-            if waiting:
-                log.info("%d jobs waited behind a slow job of a run; handed on", len(waiting))
-
-    def _record_runs(self) -> None:
+    def record_runs(self) -> None:
         """Hand over the outcomes the runs under way hold (before a flush or a stop)."""
         with self.lock:
             runs = list(self.runs)
         for run in runs:
-            self._record(run.take_done())
+            self.record(run.take_done())
 
-    def _pass_on(self, jobs: list[ClaimedJob]) -> None:
+    def pass_on(self, jobs: list[ClaimedJob]) -> None:
         """Jobs claimed but not started: to the other executors; once a stop has begun, back
         to the queue, through the completer (whose thread writes anyway: an executor or the
         main thread would need a database session of its own)."""
@@ -572,60 +525,7 @@ class WorkerProcess:
             assert self.completer is not None
             self.completer.hand_back(jobs)
 
-    def _check_timeouts(self) -> None:
-        now = time.monotonic()
-        with self.lock:
-            expired = [
-                (job, cancel.is_set())
-                for job, deadline, cancel in self.active.values()
-                if deadline is not None and deadline <= now
-            ]
-            if not expired:
-                return
-            for job, _ in expired:
-                del self.active[(job.id, job.claim)]
-                self.abandoned.add((job.id, job.claim))
-        assert self.store is not None and self.completer is not None
-        for job, cancelled in expired:
-            if cancelled:
-                log.warning(
-                    "job %s ignored its cancel for %s s", job.id, self.settings.cancel_grace
-                )
-                outcome = cancelled_outcome(job, self.worker_id)
-            else:
-                log.warning("job %s ran past its timeout of %s s", job.id, job.timeout)
-                outcome = timeout_outcome(job, self.worker_id, self.tasks.get(job.task))
-            self.completer.submit(outcome, job)
-            # Out of flight only once its outcome is in the completer's inbox (as in the
-            # executor): a burst worker must not find nothing in flight and nothing recorded.
-            with self.lock:
-                self.in_flight -= 1
-        if not self.child:
-            for _ in expired:
-                self._start_executor()
-            return
-        # A thread cannot be killed: recycle the process. Record the timeouts, queue the
-        # other running jobs again without counting their attempt, and exit.
-        self.stopping.set()
-        # The other running jobs go back to the queue: their commands must not run on beside
-        # a rerun. Abandoned first, so that being killed is not recorded as their outcome.
-        with self.lock:
-            self.abandoned.update(self.active)
-        self._stop_commands()
-        self._record_runs()
-        self.completer.flush(timeout=30)
-        self.store.release_worker(
-            self.worker_id, reason="worker recycled after another job's timeout", refund=True
-        )
-        log.warning(
-            "worker %s recycles its process after a job timeout or an ignored cancel",
-            self.worker_id,
-        )
-        if self.before_exit is not None:
-            self.before_exit()
-        os._exit(EXIT_RECYCLE)
-
-    def _stop_commands(self) -> None:
+    def stop_commands(self) -> None:
         runner = self.tasks.get(SHELL_TASK)
         if runner is not None and isinstance(runner.func, ShellRunner):
             runner.func.stop_all()

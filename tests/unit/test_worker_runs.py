@@ -74,7 +74,7 @@ def test_the_waiting_jobs_of_a_stalled_run_go_back_once_a_stop_has_begun(tmp_pat
     run.began = time.monotonic() - STALL * 2
     worker.runs.add(run)
     worker.stopping.set()
-    worker._check_runs()
+    worker.watchdog.runs()
     assert statuses(app, jobs) == [("running", 1), ("queued", 0), ("queued", 0)]
     assert worker.inbox.empty()
     assert worker.in_flight == 1
@@ -86,7 +86,7 @@ def test_without_a_stop_they_go_to_the_other_executors(tmp_path: Path) -> None:
     assert run.next() is jobs[0]
     run.began = time.monotonic() - STALL * 2
     worker.runs.add(run)
-    worker._check_runs()
+    worker.watchdog.runs()
     assert [worker.inbox.get_nowait(), worker.inbox.get_nowait()] == jobs[1:]
     assert statuses(app, jobs) == [("running", 1)] * 3
     assert worker.in_flight == 3
@@ -104,11 +104,11 @@ def test_outcomes_done_in_a_run_are_not_held_back_by_its_last_slow_job(tmp_path:
         run.finished(outcome(job), job)
     assert run.next() is jobs[2]  # the last job, now slow: nothing waits behind it
     worker.runs.add(run)
-    worker._check_runs()
+    worker.watchdog.runs()
     completer: Any = worker.completer
     assert completer.recorded == []  # a fresh run is not stalled
     run.began = time.monotonic() - STALL * 2
-    worker._check_runs()
+    worker.watchdog.runs()
     assert [job.id for _, job in completer.recorded] == [job.id for job in jobs[:2]]
     assert worker.in_flight == 1
 

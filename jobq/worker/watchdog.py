@@ -1,0 +1,137 @@
+"""The worker's main thread, every 20 ms: cancel requests, job timeouts, runs gone on long.
+
+What it finds it hands to the worker's own machinery: flags a job's cancel, records a
+timed-out job's outcome and recycles the process (a thread cannot be killed), passes on the
+jobs waiting behind a run's slow job (see .runs).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import DatabaseError
+from ..shell import SHELL_TASK
+from .execute import cancelled_outcome, timeout_outcome
+from .settings import EXIT_RECYCLE
+
+if TYPE_CHECKING:
+    from .process import WorkerProcess
+
+log = logging.getLogger("jobq.worker")
+
+CANCEL_CHECK = 0.2  # seconds between looks for cancel requests while jobs run
+
+
+class Watchdog:
+    """The periodic checks of one worker process (run by its main thread)."""
+
+    def __init__(self, worker: WorkerProcess) -> None:
+        self.worker = worker
+        self.next_cancel_check = 0.0
+
+    def check(self) -> None:
+        self.cancellations()
+        self.timeouts()
+        self.runs()
+
+    def cancellations(self) -> None:
+        """Every CANCEL_CHECK seconds while jobs run: flag those ``jobq cancel`` asked to stop.
+
+        A shell command is stopped by its runner (SIGTERM, then SIGKILL after the grace). A
+        Python task sees ``current_job().cancelled``; if it has not returned after the grace,
+        it is stopped like a timed-out one (its process is recycled).
+        """
+        worker = self.worker
+        now = time.monotonic()
+        if now < self.next_cancel_check or not worker.active:
+            return
+        self.next_cancel_check = now + CANCEL_CHECK
+        assert worker.store is not None
+        try:
+            requested = set(worker.store.cancel_requests(worker.worker_id))
+        except DatabaseError as error:
+            log.warning("could not look for cancelled jobs: %s", error)
+            return
+        with worker.lock:
+            for key in requested & set(worker.active):
+                job, deadline, cancel = worker.active[key]
+                if cancel.is_set():
+                    continue
+                cancel.set()
+                log.info("job %s: cancel requested; stopping it", job.id)
+                if job.task != SHELL_TASK:
+                    limit = now + worker.settings.cancel_grace
+                    worker.active[key] = (job, min(deadline or limit, limit), cancel)
+
+    def timeouts(self) -> None:
+        worker = self.worker
+        now = time.monotonic()
+        with worker.lock:
+            expired = [
+                (job, cancel.is_set())
+                for job, deadline, cancel in worker.active.values()
+                if deadline is not None and deadline <= now
+            ]
+            if not expired:
+                return
+            for job, _ in expired:
+                del worker.active[(job.id, job.claim)]
+                worker.abandoned.add((job.id, job.claim))
+        assert worker.store is not None and worker.completer is not None
+        for job, cancelled in expired:
+            if cancelled:
+                log.warning(
+                    "job %s ignored its cancel for %s s", job.id, worker.settings.cancel_grace
+                )
+                outcome = cancelled_outcome(job, worker.worker_id)
+            else:
+                log.warning("job %s ran past its timeout of %s s", job.id, job.timeout)
+                outcome = timeout_outcome(job, worker.worker_id, worker.tasks.get(job.task))
+            worker.completer.submit(outcome, job)
+            # Out of flight only once its outcome is in the completer's inbox (as in the
+            # executor): a burst worker must not find nothing in flight and nothing recorded.
+            with worker.lock:
+                worker.in_flight -= 1
+        if not worker.child:
+            for _ in expired:
+                worker.start_executor()
+            return
+        # A thread cannot be killed: recycle the process. Record the timeouts, queue the
+        # other running jobs again without counting their attempt, and exit.
+        worker.stopping.set()
+        # The other running jobs go back to the queue: their commands must not run on beside
+        # a rerun. Abandoned first, so that being killed is not recorded as their outcome.
+        with worker.lock:
+            worker.abandoned.update(worker.active)
+        worker.stop_commands()
+        worker.record_runs()
+        worker.completer.flush(timeout=30)
+        worker.store.release_worker(
+            worker.worker_id, reason="worker recycled after another job's timeout", refund=True
+        )
+        log.warning(
+            "worker %s recycles its process after a job timeout or an ignored cancel",
+            worker.worker_id,
+        )
+        if worker.before_exit is not None:
+            worker.before_exit()
+        os._exit(EXIT_RECYCLE)
+
+    def runs(self) -> None:
+        """A run that has gone on for STALL seconds (its current job turned out slow) hands
+        the jobs waiting behind it to other executors, and its outcomes to the completer."""
+        worker = self.worker
+        with worker.lock:
+            if not worker.runs:
+                return
+            now = time.monotonic()
+            stalled = [run for run in worker.runs if run.stalled(now)]
+        for run in stalled:
+            waiting = run.take_pending()
+            worker.pass_on(waiting)
+            worker.record(run.take_done())
+            if waiting:
+                log.info("%d jobs waited behind a slow job of a run; handed on", len(waiting))
