@@ -1,8 +1,9 @@
 """One worker process: a producer thread, M consumer threads and a completer.
 
 The fetcher (producer) claims jobs in batches, never more than there are idle executor
-threads, into a bounded ``queue.Queue``; executors (consumers) run them and hand each outcome
-to the completer; the main thread watches timeouts and signals.
+threads, into a ``queue.SimpleQueue`` (jobs of quick tasks as runs: see .runs); executors
+(consumers) run them and hand the outcomes to the completer; the main thread watches
+timeouts, cancel requests and runs (see .watchdog) and signals.
 """
 
 from __future__ import annotations
@@ -185,10 +186,13 @@ class WorkerProcess:
     def _shut_down(self, forced: bool, fetcher: threading.Thread) -> int:
         assert self.store is not None and self.completer is not None
         fetcher.join(timeout=5)
-        if not forced:
-            for _ in self.executors:
-                self.inbox.put(None)
-        self.record_runs()  # forced: jobs still running, but those done are recorded
+        # The sentinels, forced or not: an executor still busy takes its one when its job
+        # ends (with procs=0 an idle one would otherwise wait for good in the caller's process).
+        for _ in self.executors:
+            self.inbox.put(None)
+        # Forced: jobs may still be running. Outcomes already held by runs are recorded; a
+        # job that ends after this is requeued (refunded) below, as a running one is.
+        self.record_runs()
         self.completer.stop(timeout=30)
         self.finished.set()  # the heartbeat ends, and so cannot register us again
         if self.heart is not None:
@@ -399,13 +403,16 @@ class WorkerProcess:
         assert self.store is not None
         try:
             self.store.release_jobs(self.worker_id, [(job.id, job.claim) for job in jobs])
+            log.info("worker %s handed back %d jobs not started", self.worker_id, len(jobs))
         except DatabaseError as error:  # they are released with the worker at shutdown
-            log.warning("could not hand back prefetched jobs yet: %s", error)
-        with self.lock:
-            self.in_flight -= len(jobs)
-        for _ in jobs:
-            self.slots.release()
-        log.info("worker %s handed back %d prefetched jobs", self.worker_id, len(jobs))
+            log.warning("could not hand back %d jobs not started yet: %s", len(jobs), error)
+        finally:
+            # Whatever happened, they are out of this process's hands: a stop must not wait
+            # its whole grace for them (the worker's release at its end requeues them).
+            with self.lock:
+                self.in_flight -= len(jobs)
+            for _ in jobs:
+                self.slots.release()
 
     # -- consumers -------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """The worker's main thread, every 20 ms: cancel requests, job timeouts, runs gone on long.
 
-What it finds it hands to the worker's own machinery: flags a job's cancel, records a
-timed-out job's outcome and recycles the process (a thread cannot be killed), passes on the
-jobs waiting behind a run's slow job (see .runs).
+What it finds it hands to the worker's own machinery: flags a job's cancel; records a
+timed-out job's outcome, then recycles the process (a thread cannot be killed), or with
+procs=0 abandons the thread and starts another; passes on the jobs waiting behind a run that
+has gone on too long, and hands over the outcomes it holds (see .runs).
 """
 
 from __future__ import annotations

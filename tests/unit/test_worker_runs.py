@@ -7,8 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from jobq import JobQ
 from jobq.models import ClaimedJob, Outcome
+from jobq.worker.completer import Completer as RealCompleter
 from jobq.worker.process import WorkerProcess
 from jobq.worker.runs import STALL, Run
 from jobq.worker.settings import WorkerSettings
@@ -125,3 +128,43 @@ def test_a_run_that_has_gone_on_too_long_starts_no_more_jobs(tmp_path: Path) -> 
     assert [worker.inbox.get_nowait(), worker.inbox.get_nowait()] == jobs[1:]
     completer: Any = worker.completer
     assert [job.id for _, job in completer.recorded] == [jobs[0].id]
+
+
+def with_real_completer(worker: WorkerProcess) -> RealCompleter:
+    assert worker.store is not None
+    completer = RealCompleter(
+        worker.store, worker.tasks, on_recorded=worker.slots.release, release=worker._hand_back
+    )
+    worker.completer = completer
+    completer.start()
+    return completer
+
+
+def test_a_stop_hands_a_run_back_through_the_completer_thread(tmp_path: Path) -> None:
+    app, worker, jobs = worker_holding(tmp_path, 3)
+    completer = with_real_completer(worker)
+    worker.stopping.set()
+    assert worker._execute_run(Run(jobs)) is True
+    assert completer.flush(timeout=10)
+    completer.stop(timeout=10)
+    assert statuses(app, jobs) == [("queued", 0)] * 3
+    assert worker.in_flight == 0
+    assert worker.slots._value == worker.settings.threads  # every slot back
+
+
+def test_a_failed_hand_back_does_not_keep_the_stop_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, worker, jobs = worker_holding(tmp_path, 2)
+    completer = with_real_completer(worker)
+
+    def broken(*_: object) -> int:
+        raise RuntimeError("a bug in the store")
+
+    monkeypatch.setattr(app.store, "release_jobs", broken)
+    worker.stopping.set()
+    worker.pass_on(jobs)
+    assert completer.flush(timeout=10)
+    completer.stop(timeout=10)
+    assert worker.in_flight == 0  # the worker's release at its end requeues them
+    assert worker.slots._value == worker.settings.threads
