@@ -51,13 +51,13 @@ def test_quick_jobs_are_not_held_up_behind_one_of_them_that_turns_slow(
     """Jobs of a task that has been quick share one executor (a run); when one of them turns
     slow, the jobs waiting behind it go to the other executors within milliseconds."""
     worker = start_worker("--procs", "1", "--threads", "4")
-    warm = [job.id for job in sample_tasks.sleep.submit_many([(0, f"warm-{n}") for n in range(20)])]
+    warm = [job.id for job in sample_tasks.pause.submit_many([(0,)] * 20)]
     wait_for(lambda: all_have(sample_app, warm, "succeeded"), timeout=20)
     # One transaction, so that one claim takes the slow job and three quick ones together.
-    calls = [(4, "slow")] + [(0, f"q{n}") for n in range(10)]
-    slow, *quick = [job.id for job in sample_tasks.sleep.submit_many(calls)]
+    slow, *quick = [job.id for job in sample_tasks.pause.submit_many([(4,)] + [(0,)] * 10)]
     wait_for(lambda: all_have(sample_app, quick, "succeeded"), timeout=2.5)
     assert record(sample_app, slow).status == "running"
     # Whether the pool grouped them depends on how quick the warm-up jobs ran on a loaded
-    # machine; tests/unit/test_worker_runs.py covers the hand-on itself deterministically.
+    # machine (a job preempted for milliseconds counts as slow for a while), so the log line
+    # is not asserted; tests/unit/test_worker_runs.py covers the hand-on deterministically.
     worker.stop(timeout=10)

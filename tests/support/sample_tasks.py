@@ -46,6 +46,14 @@ def sleep(seconds: float, tag: str = "sleep") -> float:
     return seconds
 
 
+@app.task
+def pause(seconds: float) -> float:
+    """Returns at once for 0 (a task the worker learns is quick), else sleeps that long."""
+    if seconds:
+        time.sleep(seconds)
+    return seconds
+
+
 @app.task(max_attempts=3, backoff=0.05)
 def fail(message: str = "boom") -> None:
     _mark("fail")
