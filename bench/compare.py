@@ -51,15 +51,16 @@ from harness import (
     child_env,
     fmt,
     fresh,
+    jobq_latency,
     measure_latency,
     put_drain,
     put_latency,
     start,
     stop,
     stop_all,
+    timed_drain,
     timed_submits,
     wait_count,
-    wait_for_pool,
     workdir,
 )
 from postgres_peers import (
@@ -101,23 +102,15 @@ def bench_jobq(options: argparse.Namespace, results: Results) -> None:
             command += ["--app", "jobq_tasks:app", "--procs", str(PROCS)]
             return command + (["--burst"] if burst else [])
 
-        bench_dir, log = fresh(folder, "drain"), folder / "drain.log"
-        started = time.perf_counter()
-        process = start(worker(database, True), child_env(bench_dir), log)
-        try:
-            first, done = wait_count(bench_dir, options.jobs, options.timeout, process, log)
-            try:
-                process.wait(timeout=60)
-                exited = time.perf_counter()
-            except subprocess.TimeoutExpired:
-                exited = None
-        finally:
-            stop(process)
-        put_drain(results, "jobq", options.jobs, started, first, done)
-        if exited is not None:
-            results.note(
-                "jobq", f"drain: burst worker exited {exited - done:.2f} s after the last job ran"
-            )
+        timed_drain(
+            results,
+            "jobq",
+            options,
+            folder,
+            lambda bench_dir, log: start(worker(database, True), child_env(bench_dir), log),
+            stop,
+            "burst worker",
+        )
         app.use_database(database)
         try:
             counts = app.store.counts()["counts"]
@@ -127,19 +120,7 @@ def bench_jobq(options: argparse.Namespace, results: Results) -> None:
             results.note("jobq", f"drain: expected {options.jobs} succeeded, store says {counts}")
 
         database = folder / "latency.db"
-        app.use_database(database)
-        app.store.migrate()
-        bench_dir, log = fresh(folder, "latency"), folder / "latency.log"
-        process = start(worker(database, False), child_env(bench_dir), log)
-        try:
-            wait_for_pool(app, process, log)
-            latencies = measure_latency(
-                jobq_tasks.stamp.submit, bench_dir, options.latency, options.gap, process, log
-            )
-        finally:
-            app.close()
-            stop(process)
-        put_latency(results, "jobq", latencies)
+        jobq_latency(results, "jobq", options, folder, app, str(database), worker(database, False))
 
 
 # -- Huey ----------------------------------------------------------------------------------

@@ -316,6 +316,61 @@ def fresh(folder: Path, name: str) -> Path:
     return path
 
 
+def timed_drain(
+    results: Results,
+    system: str,
+    options: Any,
+    folder: Path,
+    launch: Callable[[Path, Path], Any],
+    halt: Callable[[Any], None],
+    what: str,
+) -> None:
+    """Launch workers (``launch(bench_dir, log)``) on a filled queue and time them until every
+    job has run (see ``put_drain``); then let them exit on their own (burst, one-shot) and
+    note how long after the last job they did. ``halt`` stops them whatever happened."""
+    bench_dir, log = fresh(folder, "drain"), folder / "drain.log"
+    started = time.perf_counter()
+    workers = launch(bench_dir, log)
+    exited = None
+    try:
+        first, done = wait_count(bench_dir, options.jobs, options.timeout, workers, log)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            workers.wait(timeout=60)
+            exited = time.perf_counter()
+    finally:
+        halt(workers)
+    put_drain(results, system, options.jobs, started, first, done)
+    if exited is not None:
+        results.note(system, f"drain: {what} exited {exited - done:.2f} s after the last job ran")
+
+
+def jobq_latency(
+    results: Results,
+    system: str,
+    options: Any,
+    folder: Path,
+    app: Any,
+    database: str,
+    command: list[str],
+) -> None:
+    """The latency rows for a jobq pool (``command``) on ``database``, which ``app`` (whose
+    ``stamp`` task the pool runs) sets up first."""
+    app.use_database(database)
+    app.store.migrate()
+    bench_dir, log = fresh(folder, "latency"), folder / "latency.log"
+    process = start(command, child_env(bench_dir), log)
+    try:
+        wait_for_pool(app, process, log)
+        stamp = app.tasks["bench.stamp"]
+        latencies = measure_latency(
+            stamp.submit, bench_dir, options.latency, options.gap, process, log
+        )
+    finally:
+        app.close()
+        stop(process)
+    put_latency(results, system, latencies)
+
+
 def put_drain(
     results: Results, system: str, jobs: int, started: float, first: float, done: float
 ) -> None:

@@ -28,15 +28,14 @@ from harness import (
     Results,
     child_env,
     fresh,
+    jobq_latency,
     measure_latency,
-    put_drain,
     put_latency,
     start,
     stop,
     tail,
+    timed_drain,
     timed_submits,
-    wait_count,
-    wait_for_pool,
     workdir,
 )
 
@@ -148,22 +147,15 @@ def bench_jobq_pg(options: argparse.Namespace, results: Results) -> None:
             finally:
                 app.close()
 
-            bench_dir, log = fresh(folder, "drain"), folder / "drain.log"
-            started = time.perf_counter()
-            process = start(worker(True), child_env(bench_dir), log)
-            exited = None
-            try:
-                first, done = wait_count(bench_dir, options.jobs, options.timeout, process, log)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout=60)
-                    exited = time.perf_counter()
-            finally:
-                stop(process)
-            put_drain(results, system, options.jobs, started, first, done)
-            if exited is not None:
-                results.note(
-                    system, f"drain: burst worker exited {exited - done:.2f} s after the last job"
-                )
+            timed_drain(
+                results,
+                system,
+                options,
+                folder,
+                lambda bench_dir, log: start(worker(True), child_env(bench_dir), log),
+                stop,
+                "burst worker",
+            )
             try:
                 app.use_database(url)
                 counts = app.store.counts()["counts"]
@@ -173,19 +165,7 @@ def bench_jobq_pg(options: argparse.Namespace, results: Results) -> None:
                 results.note(system, f"drain: expected {options.jobs} succeeded, store: {counts}")
 
         with jobq_schema() as url:
-            app.use_database(url)
-            app.store.migrate()
-            bench_dir, log = fresh(folder, "latency"), folder / "latency.log"
-            process = start(worker(False), child_env(bench_dir), log)
-            try:
-                wait_for_pool(app, process, log)
-                latencies = measure_latency(
-                    jobq_tasks.stamp.submit, bench_dir, options.latency, options.gap, process, log
-                )
-            finally:
-                app.close()
-                stop(process)
-            put_latency(results, system, latencies)
+            jobq_latency(results, system, options, folder, app, url, worker(False))
 
 
 # -- Procrastinate -------------------------------------------------------------------------
@@ -267,23 +247,15 @@ def bench_procrastinate(options: argparse.Namespace, results: Results) -> None:
                     "submit_bulk", system, options.jobs / (time.perf_counter() - start_time)
                 )
 
-            bench_dir, log = fresh(folder, "drain"), folder / "drain.log"
-            started = time.perf_counter()
-            group = workers(bench_dir, log, one_shot=True)
-            exited = None
-            try:
-                first, done = wait_count(bench_dir, options.jobs, options.timeout, group, log)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    group.wait(timeout=60)
-                    exited = time.perf_counter()
-            finally:
-                group.stop()
-            put_drain(results, system, options.jobs, started, first, done)
-            if exited is not None:
-                results.note(
-                    system,
-                    f"drain: --one-shot workers exited {exited - done:.2f} s after the last job",
-                )
+            timed_drain(
+                results,
+                system,
+                options,
+                folder,
+                lambda bench_dir, log: workers(bench_dir, log, one_shot=True),
+                lambda group: group.stop(),
+                "--one-shot workers",
+            )
             with connect(PROCRASTINATE_DATABASE) as connection:
                 rows = connection.execute(
                     "SELECT status, count(*) FROM procrastinate_jobs GROUP BY status"
