@@ -162,12 +162,12 @@ class SQLiteStore(SQLiteConnections, Store):
                     now,
                 )
             )
-        if len(rows) == 1 and not jobs[0].after and not self._connection().in_transaction:
+        connection = self._connection()
+        if len(rows) == 1 and not jobs[0].after and not connection.in_transaction:
             # One statement outside BEGIN/COMMIT is its own transaction: SQLite takes the write
             # lock as the INSERT starts, waiting in the busy handler exactly as BEGIN IMMEDIATE
             # does (no read snapshot is held yet, so it cannot fail on a stale one), and
             # commits when it ends. Two statements fewer per submit.
-            connection = self._connection()
             try:
                 return [int(connection.execute(_INSERT, rows[0]).lastrowid or 0)]
             except sqlite3.Error as error:

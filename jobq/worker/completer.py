@@ -1,6 +1,6 @@
 """The completer: records outcomes in batched, fenced transactions, then runs callbacks.
 
-Executor threads hand each outcome over with ``submit`` (the completion callback of the
+Executor threads hand outcomes over with ``submit_many`` (the completion callback of the
 blog's ``apply_async``); one completer thread writes whatever has piled up in a single
 transaction. Under load, outcomes pile up while the previous batch commits (up to one per
 executor: a slot is given back only once its outcome is recorded); when idle, a lone outcome
@@ -79,11 +79,8 @@ class Completer:
     def start(self) -> None:
         self.thread.start()
 
-    def submit(self, outcome: Outcome, job: ClaimedJob) -> None:
-        self.inbox.put((outcome, job))
-
     def submit_many(self, finished: list[tuple[Outcome, ClaimedJob]]) -> None:
-        """Several outcomes at once: one wake-up of the completer thread, not one each."""
+        """Outcomes to record (several at once: one wake-up of the completer thread)."""
         self.inbox.put(finished if len(finished) > 1 else finished[0])
 
     def hand_back(self, jobs: list[ClaimedJob]) -> None:

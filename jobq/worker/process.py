@@ -326,20 +326,14 @@ class WorkerProcess:
         fault("after_claim")
         with self.lock:
             stopping = self.stopping.is_set()
+            self.in_flight += len(jobs)
             if not stopping:
-                self.in_flight += len(jobs)
                 self.handed_over += len(jobs)
                 self.busy_at = time.monotonic()
                 for item in self.pace.group(jobs):
                     self.inbox.put(item)
         if stopping:
-            assert self.store is not None
-            try:
-                self.store.release_jobs(self.worker_id, [(job.id, job.claim) for job in jobs])
-            except DatabaseError as error:  # they go back with the worker at shutdown
-                log.warning("could not hand back jobs claimed during the stop: %s", error)
-            for _ in jobs:
-                self.slots.release()
+            self._hand_back(jobs)
 
     def _refill_limit(self, freed: int) -> int:
         """How many jobs the completer may claim for ``freed`` slots: none once stopping."""

@@ -91,11 +91,7 @@ class Watchdog:
             else:
                 log.warning("job %s ran past its timeout of %s s", job.id, job.timeout)
                 outcome = timeout_outcome(job, worker.worker_id, worker.tasks.get(job.task))
-            worker.completer.submit(outcome, job)
-            # Out of flight only once its outcome is in the completer's inbox (as in the
-            # executor): a burst worker must not find nothing in flight and nothing recorded.
-            with worker.lock:
-                worker.in_flight -= 1
+            worker.record([(outcome, job)])  # out of flight once in the completer's inbox
         if not worker.child:
             for _ in expired:
                 worker.start_executor()
