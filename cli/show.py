@@ -6,14 +6,17 @@ from __future__ import annotations
 import datetime
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from jobq.models import STATUSES, JobRecord
+from jobq.models import STATUSES
 
 from .common import JOB_ID, db_option, emit_json, open_store_of
 from .watch import counts_table, label, table
+
+if TYPE_CHECKING:
+    from jobq.records import JobRecord
 
 
 def _when(timestamp: float | None) -> str:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from jobq.models import STATUSES, TERMINAL, JobRecord
+from jobq.models import STATUSES, TERMINAL
 from jobq.shell import SHELL_TASK
 from jobq.store import Store
+
+if TYPE_CHECKING:
+    from jobq.records import JobRecord
 
 RUNNING_SHOWN = 15  # running jobs listed, oldest first
 

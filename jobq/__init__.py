@@ -10,6 +10,8 @@ process pool, JSON payloads.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .app import JobQ
 from .context import JobContext, current_job
 from .errors import (
@@ -30,8 +32,11 @@ from .errors import (
     WorkerLost,
 )
 from .job import Job
-from .models import JobRecord, Status, WorkerRecord
+from .models import Status
 from .tasks import Task, TaskOptions
+
+if TYPE_CHECKING:
+    from .records import JobRecord, WorkerRecord
 
 __version__ = "0.1.0"
 
@@ -62,3 +67,12 @@ __all__ = [
     "__version__",
     "current_job",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The records are pydantic models, imported on first use: a worker never needs them.
+    if name in ("JobRecord", "WorkerRecord"):
+        from . import records
+
+        return getattr(records, name)
+    raise AttributeError(f"module 'jobq' has no attribute {name!r}")

@@ -6,10 +6,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .errors import JobCancelledError, JobFailedError
-from .models import TERMINAL, JobRecord
+from .models import TERMINAL
 
 if TYPE_CHECKING:
     from .app import JobQ
+    from .records import JobRecord
 
 
 class Job:

@@ -12,11 +12,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import TypeAdapter, ValidationError
-
 from .errors import ArgumentError, ConfigurationError
 
 if TYPE_CHECKING:
+    from pydantic import TypeAdapter
+
     from .app import JobQ
     from .job import Job
 
@@ -124,6 +124,10 @@ class Task:
 
     @cached_property
     def _adapters(self) -> dict[str, TypeAdapter[Any]]:
+        # pydantic is imported here, on the first argument that needs checking: a worker whose
+        # tasks take plain ints and strings never imports it (about 50 ms of start-up).
+        from pydantic import TypeAdapter
+
         adapters = {}
         for name, hint in self._hints.items():
             if hint is typing.Any:
@@ -138,11 +142,7 @@ class Task:
     def _exact(self) -> dict[str, type]:
         """Parameters hinted as a plain int, str or float: a value of exactly that type is
         already what validation would return, so the hot path skips pydantic for it."""
-        return {
-            name: hint
-            for name, hint in self._hints.items()
-            if hint in (int, str, float) and name in self._adapters
-        }
+        return {name: hint for name, hint in self._hints.items() if hint in (int, str, float)}
 
     @cached_property
     def _positional(self) -> tuple[list[str], int] | None:
@@ -166,14 +166,13 @@ class Task:
         names, required = plain
         if not required <= len(args) <= len(names):
             return None
-        adapters = self._adapters
         exact = self._exact
         values = list(args)
         for index, value in enumerate(values):
             name = names[index]
             if type(value) is exact.get(name):
                 continue
-            adapter = adapters.get(name)
+            adapter = self._adapters.get(name)
             if adapter is not None:
                 values[index] = convert(adapter, name, value)
         return values
@@ -234,6 +233,8 @@ class Task:
             bound.arguments[name] = value
 
     def _check(self, adapter: TypeAdapter[Any], name: str, value: Any) -> Any:
+        from pydantic import ValidationError  # imported already: the adapter is pydantic's
+
         try:
             return adapter.validate_python(value)
         except ValidationError as error:

@@ -9,9 +9,12 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..models import ClaimedJob, JobRecord, NewJob, Outcome, WorkerRecord
+from ..models import ClaimedJob, NewJob, Outcome
+
+if TYPE_CHECKING:
+    from ..records import JobRecord, WorkerRecord
 
 
 class Store(abc.ABC):

@@ -15,7 +15,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import (
     ConnectionLostError,
@@ -24,7 +24,7 @@ from ..errors import (
     JobNotFoundError,
 )
 from ..faults import fault
-from ..models import STATUSES, TERMINAL, ClaimedJob, JobRecord, NewJob, Outcome, WorkerRecord
+from ..models import STATUSES, TERMINAL, ClaimedJob, NewJob, Outcome
 from ..shell import SHELL_TASK
 from . import DatabaseConfig
 from .base import Store
@@ -44,6 +44,9 @@ from .records import (
     worker_lost,
     worker_record,
 )
+
+if TYPE_CHECKING:
+    from ..records import JobRecord, WorkerRecord
 
 T = TypeVar("T")
 log = logging.getLogger("jobq.store")

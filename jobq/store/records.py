@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import JobNotFoundError
-from ..models import STATUSES, JobRecord, Outcome, WorkerRecord
+from ..models import STATUSES, Outcome
+
+if TYPE_CHECKING:
+    from ..records import JobRecord, WorkerRecord
 
 GAVE_UP = ("failed", "cancelled")  # a job waiting for one of these never runs
 
@@ -118,6 +121,8 @@ WORKERS = (
 
 def job_record(row: Sequence[Any]) -> JobRecord:
     """A row of JOB_COLUMNS as users see it."""
+    from ..records import JobRecord  # pydantic, only where a record is shown
+
     return JobRecord(
         id=row[0],
         task=row[1],
@@ -141,6 +146,8 @@ def job_record(row: Sequence[Any]) -> JobRecord:
 
 def worker_record(row: Sequence[Any]) -> WorkerRecord:
     """A row of the WORKERS query."""
+    from ..records import WorkerRecord
+
     return WorkerRecord(
         id=row[0],
         pid=row[1],

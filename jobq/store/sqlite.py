@@ -10,14 +10,14 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     InvalidStateError,
     JobNotFoundError,
 )
 from ..faults import fault
-from ..models import TERMINAL, ClaimedJob, JobRecord, NewJob, Outcome, WorkerRecord
+from ..models import TERMINAL, ClaimedJob, NewJob, Outcome
 from ..shell import SHELL_TASK
 from .base import Store
 from .records import (
@@ -36,6 +36,9 @@ from .records import (
     worker_record,
 )
 from .sqlite_connections import SQLiteConnections, translate
+
+if TYPE_CHECKING:
+    from ..records import JobRecord, WorkerRecord
 
 PURGE_CHUNK = 2000  # rows deleted per transaction by purge (a few milliseconds of work)
 PURGE_PAUSE = 0.01  # seconds between chunks, for workers waiting on the write lock

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from jobq import JobQ
-from jobq.models import JobRecord
+from jobq.records import JobRecord
 from tests.support.helpers import (
     TASKS,
     WorkerHandle,

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from jobq import JobQ
-from jobq.models import JobRecord
+from jobq.records import JobRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = "tests.support.sample_tasks"
