@@ -264,7 +264,7 @@ class ShellRunner:
                 if job.cancelled:
                     stop_reason = "cancelled while running"
                 elif deadline is not None and now >= deadline:
-                    stop_reason = f"the command ran longer than its timeout of {job.timeout} s"
+                    stop_reason = f"the command ran longer than its timeout of {job.timeout:g} s"
                 if stop_reason:
                     _signal_group(process.pid, signal.SIGTERM)
                     kill_at = now + self.kill_grace

@@ -54,7 +54,7 @@ def failure(job: ClaimedJob, worker_id: str, error: str, *, retry_at: float | No
 
 def timeout_outcome(job: ClaimedJob, worker_id: str, task: Task | None) -> Outcome:
     error = error_json(
-        JobTimeout.__name__, f"job {job.id} ran longer than its timeout of {job.timeout} s"
+        JobTimeout.__name__, f"job {job.id} ran longer than its timeout of {job.timeout:g} s"
     )
     retry_at = _retry_at(job, task, None)
     return failure(job, worker_id, error, retry_at=retry_at)
