@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import jobq.store.sqlite
-from jobq.errors import DatabaseError
+from jobq.errors import DatabaseBusyError, DatabaseError
 from jobq.models import NewJob, Outcome
 from jobq.store import open_store
 
@@ -126,4 +126,59 @@ def test_a_submit_never_joins_a_transaction_left_open_on_its_connection(tmp_path
     store._connection().execute("BEGIN IMMEDIATE")  # as an interrupted write could leave it
     with pytest.raises(DatabaseError, match="transaction"):
         store.enqueue([NewJob(task="t", args="[]", kwargs="{}")])
+    store.close()
+
+
+def _hold_write_lock(path: Path, release: threading.Event, held: threading.Event):
+    """Another connection takes the write lock and keeps it until ``release`` (10 s at most)."""
+
+    def hold() -> None:
+        other = sqlite3.connect(path, isolation_level=None, timeout=5)
+        other.execute("BEGIN IMMEDIATE")
+        held.set()
+        release.wait(10)
+        other.execute("ROLLBACK")
+        other.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    return thread
+
+
+def test_a_write_waits_for_the_lock_in_slices_up_to_its_busy_timeout(tmp_path: Path) -> None:
+    """Slices of LOCK_SLICE_MS each end in SQLITE_BUSY; the write goes on until the whole
+    busy timeout has passed, and the connection keeps that timeout for what follows."""
+    path = tmp_path / "slices.db"
+    store = open_store(f"sqlite:///{path}?busy_timeout=5000")
+    store.enqueue([NewJob(task="t", args="[]", kwargs="{}")])  # creates the file and schema
+    held, release = threading.Event(), threading.Event()
+    holder = _hold_write_lock(path, release, held)
+    assert held.wait(5)
+    threading.Timer(0.15, release.set).start()  # 30 slices of 5 ms
+    ids = store.enqueue([NewJob(task="t", args="[]", kwargs="{}") for _ in range(2)])
+    assert release.is_set()  # it waited the lock out, not one slice
+    holder.join()
+    assert len(ids) == 2 and store.job_statuses(ids) == dict.fromkeys(ids, "queued")
+    connection = store._connection()  # type: ignore[attr-defined]
+    assert connection.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+    store.close()
+
+
+def test_a_write_gives_up_after_its_busy_timeout_having_written_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "busy.db"
+    store = open_store(f"sqlite:///{path}?busy_timeout=100")
+    store.enqueue([NewJob(task="t", args="[]", kwargs="{}")])
+    held, release = threading.Event(), threading.Event()
+    holder = _hold_write_lock(path, release, held)
+    assert held.wait(5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(DatabaseBusyError, match="locked by another process"):
+            store.enqueue([NewJob(task="t", args="[]", kwargs="{}") for _ in range(2)])
+        assert time.monotonic() - started >= 0.1  # the whole timeout, not one slice
+        assert holder.is_alive()  # and not a wait for the lock to come free
+    finally:
+        release.set()
+        holder.join()
+    assert store.counts()["counts"]["queued"] == 1  # nothing of the refused write
     store.close()
