@@ -23,11 +23,6 @@ from .threads import close_with_thread
 
 _INHERITED: list[sqlite3.Connection] = []  # connections inherited across a fork: never closed
 DEFAULT_BUSY_TIMEOUT_MS = 5000
-# A write transaction waits for the lock in slices this long, each a fresh busy wait. SQLite's
-# busy handler naps longer the longer it has waited (1, 2, 5, 10, 15, 20, 25 ... 100 ms), so
-# a writer that has waited a while sleeps through many moments when the lock, held half a
-# millisecond at a time by busy workers, is free; in slices its naps stay at 1-2 ms.
-LOCK_SLICE_MS = 5
 
 
 def translate(error: sqlite3.Error, path: object) -> DatabaseError:
@@ -187,7 +182,10 @@ class SQLiteConnections:
         """One write transaction. IMMEDIATE takes the write lock up front, so a busy
         database makes us wait in the busy handler instead of failing on lock upgrade."""
         connection = self._connection()
-        self._begin(connection)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise translate(error, self.path) from None
         try:
             yield connection
             connection.execute("COMMIT")
@@ -197,31 +195,6 @@ class SQLiteConnections:
             if isinstance(error, sqlite3.Error):
                 raise translate(error, self.path) from None
             raise
-
-    def _begin(self, connection: sqlite3.Connection) -> None:
-        """BEGIN IMMEDIATE, waiting up to the busy timeout for the write lock in slices of
-        LOCK_SLICE_MS (the connection's own timeout is back to the whole once it is held)."""
-        if self.busy_timeout_ms <= LOCK_SLICE_MS:
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as error:
-                raise translate(error, self.path) from None
-            return
-        deadline = time.monotonic() + self.busy_timeout_ms / 1000
-        try:
-            connection.execute(f"PRAGMA busy_timeout = {LOCK_SLICE_MS}")
-            while True:
-                try:
-                    connection.execute("BEGIN IMMEDIATE")
-                    return
-                except sqlite3.OperationalError as error:
-                    if "locked" not in str(error) or time.monotonic() >= deadline:
-                        raise
-        except sqlite3.Error as error:
-            raise translate(error, self.path) from None
-        finally:
-            with suppress(sqlite3.Error):
-                connection.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
 
     def _read(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         try:

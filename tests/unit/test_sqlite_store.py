@@ -145,18 +145,18 @@ def _hold_write_lock(path: Path, release: threading.Event, held: threading.Event
     return thread
 
 
-def test_a_write_waits_for_the_lock_in_slices_up_to_its_busy_timeout(tmp_path: Path) -> None:
-    """Slices of LOCK_SLICE_MS each end in SQLITE_BUSY; the write goes on until the whole
-    busy timeout has passed, and the connection keeps that timeout for what follows."""
+def test_a_write_waits_out_a_lock_within_its_busy_timeout(tmp_path: Path) -> None:
+    """A write transaction waits for another process's lock up to the URL's busy_timeout,
+    which is the connection's own."""
     path = tmp_path / "slices.db"
     store = open_store(f"sqlite:///{path}?busy_timeout=5000")
     store.enqueue([NewJob(task="t", args="[]", kwargs="{}")])  # creates the file and schema
     held, release = threading.Event(), threading.Event()
     holder = _hold_write_lock(path, release, held)
     assert held.wait(5)
-    threading.Timer(0.15, release.set).start()  # 30 slices of 5 ms
+    threading.Timer(0.15, release.set).start()
     ids = store.enqueue([NewJob(task="t", args="[]", kwargs="{}") for _ in range(2)])
-    assert release.is_set()  # it waited the lock out, not one slice
+    assert release.is_set()  # it waited the lock out
     holder.join()
     assert len(ids) == 2 and store.job_statuses(ids) == dict.fromkeys(ids, "queued")
     connection = store._connection()  # type: ignore[attr-defined]
@@ -175,7 +175,7 @@ def test_a_write_gives_up_after_its_busy_timeout_having_written_nothing(tmp_path
     try:
         with pytest.raises(DatabaseBusyError, match="locked by another process"):
             store.enqueue([NewJob(task="t", args="[]", kwargs="{}") for _ in range(2)])
-        assert time.monotonic() - started >= 0.1  # the whole timeout, not one slice
+        assert time.monotonic() - started >= 0.1  # the whole timeout
         assert holder.is_alive()  # and not a wait for the lock to come free
     finally:
         release.set()
