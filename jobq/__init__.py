@@ -76,3 +76,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(records, name)
     raise AttributeError(f"module 'jobq' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"JobRecord", "WorkerRecord"})

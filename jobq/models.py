@@ -79,3 +79,18 @@ class Outcome:
     refund: bool = False  # give the attempt back (the job did not really run)
     finished_at: float = 0.0
     extra: Any = field(default=None, compare=False)  # carried to callbacks, never stored
+
+
+def seconds_text(value: float) -> str:
+    """Seconds as a user would write them: 1 for 1.0, 0.5, 1209600 (never 1.2096e+06)."""
+    return str(int(value)) if value == int(value) else repr(float(value))
+
+
+def __getattr__(name: str) -> Any:
+    # The records users are shown moved to jobq.records (pydantic, imported on first use);
+    # code and pickles that name them here still find them.
+    if name in ("JobRecord", "WorkerRecord"):
+        from . import records
+
+        return getattr(records, name)
+    raise AttributeError(f"module 'jobq.models' has no attribute {name!r}")

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from .context import current_job
 from .errors import ArgumentError, JobQError
+from .models import seconds_text
 
 if TYPE_CHECKING:
     from .app import JobQ
@@ -264,7 +265,9 @@ class ShellRunner:
                 if job.cancelled:
                     stop_reason = "cancelled while running"
                 elif deadline is not None and now >= deadline:
-                    stop_reason = f"the command ran longer than its timeout of {job.timeout:g} s"
+                    stop_reason = (
+                        f"the command ran longer than its timeout of {seconds_text(job.timeout)} s"
+                    )
                 if stop_reason:
                     _signal_group(process.pid, signal.SIGTERM)
                     kill_at = now + self.kill_grace

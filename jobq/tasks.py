@@ -139,6 +139,12 @@ class Task:
         return adapters
 
     @cached_property
+    def _checked(self) -> frozenset[str]:
+        """Parameters with a type hint to check (not ``Any``): only their values may need
+        pydantic."""
+        return frozenset(name for name, hint in self._hints.items() if hint is not typing.Any)
+
+    @cached_property
     def _exact(self) -> dict[str, type]:
         """Parameters hinted as a plain int, str or float: a value of exactly that type is
         already what validation would return, so the hot path skips pydantic for it."""
@@ -167,10 +173,11 @@ class Task:
         if not required <= len(args) <= len(names):
             return None
         exact = self._exact
+        checked = self._checked
         values = list(args)
         for index, value in enumerate(values):
             name = names[index]
-            if type(value) is exact.get(name):
+            if type(value) is exact.get(name) or name not in checked:
                 continue
             adapter = self._adapters.get(name)
             if adapter is not None:
@@ -215,22 +222,28 @@ class Task:
         self, bound: inspect.BoundArguments, convert: Callable[[TypeAdapter[Any], str, Any], Any]
     ) -> None:
         """Replace each annotated argument (each item of *args and **kwargs) by convert()."""
-        adapters = self._adapters
-        if not adapters:
-            return
+        checked = self._checked
         parameters = self._signature.parameters
         for name, value in bound.arguments.items():
-            adapter = adapters.get(name)
-            if adapter is None:
+            if name not in checked:
                 continue
             kind = parameters[name].kind
             if kind is inspect.Parameter.VAR_POSITIONAL:
-                value = tuple(convert(adapter, name, item) for item in value)
+                value = tuple(self._one(name, item, convert) for item in value)
             elif kind is inspect.Parameter.VAR_KEYWORD:
-                value = {key: convert(adapter, name, item) for key, item in value.items()}
+                value = {key: self._one(name, item, convert) for key, item in value.items()}
             else:
-                value = convert(adapter, name, value)
+                value = self._one(name, value, convert)
             bound.arguments[name] = value
+
+    def _one(
+        self, name: str, value: Any, convert: Callable[[TypeAdapter[Any], str, Any], Any]
+    ) -> Any:
+        """One checked argument converted (a plain value of its exact type, as it is)."""
+        if type(value) is self._exact.get(name):
+            return value
+        adapter = self._adapters.get(name)
+        return value if adapter is None else convert(adapter, name, value)
 
     def _check(self, adapter: TypeAdapter[Any], name: str, value: Any) -> Any:
         from pydantic import ValidationError  # imported already: the adapter is pydantic's

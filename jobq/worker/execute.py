@@ -11,7 +11,7 @@ from typing import Any
 
 from ..context import CancelFlag, JobContext, set_current_job
 from ..errors import ArgumentError, JobTimeout, PayloadError, Retry
-from ..models import ClaimedJob, Outcome
+from ..models import ClaimedJob, Outcome, seconds_text
 from ..payload import decode, encode
 from ..shell import CommandError
 from ..tasks import Task
@@ -53,9 +53,9 @@ def failure(job: ClaimedJob, worker_id: str, error: str, *, retry_at: float | No
 
 
 def timeout_outcome(job: ClaimedJob, worker_id: str, task: Task | None) -> Outcome:
-    error = error_json(
-        JobTimeout.__name__, f"job {job.id} ran longer than its timeout of {job.timeout:g} s"
-    )
+    limit = seconds_text(job.timeout or 0)
+    message = f"job {job.id} ran longer than its timeout of {limit} s"
+    error = error_json(JobTimeout.__name__, message)
     retry_at = _retry_at(job, task, None)
     return failure(job, worker_id, error, retry_at=retry_at)
 
