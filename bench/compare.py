@@ -53,6 +53,7 @@ from harness import (
     fresh,
     jobq_latency,
     measure_latency,
+    put_bulk,
     put_drain,
     put_latency,
     start,
@@ -88,11 +89,12 @@ def bench_jobq(options: argparse.Namespace, results: Results) -> None:
             database = folder / "drain.db"
             app.use_database(database)
             app.store.migrate()
-            start_time = time.perf_counter()
-            for offset in range(0, options.jobs, 10_000):
-                count = min(10_000, options.jobs - offset)
-                jobq_tasks.noop.submit_many([(offset + n,) for n in range(count)])
-            results.put("submit_bulk", "jobq", options.jobs / (time.perf_counter() - start_time))
+            put_bulk(
+                results,
+                "jobq",
+                options.jobs,
+                lambda numbers: jobq_tasks.noop.submit_many([(n,) for n in numbers]),
+            )
         finally:
             app.close()  # no connection may be open while workers write
 

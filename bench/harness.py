@@ -301,6 +301,20 @@ def timed_submits(submit: Callable[[int], Any], count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
+BULK_CHUNK = 10_000  # jobs per bulk call (submit_many, batch_defer), the same for every system
+
+
+def put_bulk(
+    results: Results, system: str, count: int, submit_chunk: Callable[[range], Any]
+) -> None:
+    """Time ``count`` jobs submitted in bulk, ``submit_chunk(numbers)`` for each
+    BULK_CHUNK of them, as the "submit_bulk" row of ``system``."""
+    start = time.perf_counter()
+    for offset in range(0, count, BULK_CHUNK):
+        submit_chunk(range(offset, min(offset + BULK_CHUNK, count)))
+    results.put("submit_bulk", system, count / (time.perf_counter() - start))
+
+
 @contextlib.contextmanager
 def workdir(name: str) -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))

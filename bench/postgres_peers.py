@@ -30,6 +30,7 @@ from harness import (
     fresh,
     jobq_latency,
     measure_latency,
+    put_bulk,
     put_latency,
     start,
     stop,
@@ -46,7 +47,6 @@ JOBQ_SCHEMA = "jobq_bench"
 JOBQ_URL = f"{PG_SERVER}/{PG_DATABASE}?schema={JOBQ_SCHEMA}"
 PROCRASTINATE_DATABASE = "bench_procrastinate"
 PROCRASTINATE_DSN = f"{PG_SERVER}/{PROCRASTINATE_DATABASE}"
-BULK_CHUNK = 10_000  # jobs per submit_many / batch_defer call, the same for both
 
 
 def connect(database: str = PG_DATABASE) -> Any:
@@ -137,12 +137,11 @@ def bench_jobq_pg(options: argparse.Namespace, results: Results) -> None:
             try:
                 app.use_database(url)
                 app.store.migrate()
-                start_time = time.perf_counter()
-                for offset in range(0, options.jobs, BULK_CHUNK):
-                    count = min(BULK_CHUNK, options.jobs - offset)
-                    jobq_tasks.noop.submit_many([(offset + n,) for n in range(count)])
-                results.put(
-                    "submit_bulk", system, options.jobs / (time.perf_counter() - start_time)
+                put_bulk(
+                    results,
+                    system,
+                    options.jobs,
+                    lambda numbers: jobq_tasks.noop.submit_many([(n,) for n in numbers]),
                 )
             finally:
                 app.close()
@@ -239,12 +238,11 @@ def bench_procrastinate(options: argparse.Namespace, results: Results) -> None:
         with procrastinate_database(folder):
             tasks = load_procrastinate()
             with tasks.app.open():
-                start_time = time.perf_counter()
-                for offset in range(0, options.jobs, BULK_CHUNK):
-                    count = min(BULK_CHUNK, options.jobs - offset)
-                    tasks.noop.batch_defer(*({"number": offset + n} for n in range(count)))
-                results.put(
-                    "submit_bulk", system, options.jobs / (time.perf_counter() - start_time)
+                put_bulk(
+                    results,
+                    system,
+                    options.jobs,
+                    lambda numbers: tasks.noop.batch_defer(*({"number": n} for n in numbers)),
                 )
 
             timed_drain(

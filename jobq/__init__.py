@@ -32,7 +32,7 @@ from .errors import (
     WorkerLost,
 )
 from .job import Job
-from .models import Status
+from .models import Status, record_class
 from .tasks import Task, TaskOptions
 
 if TYPE_CHECKING:
@@ -71,11 +71,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # The records are pydantic models, imported on first use: a worker never needs them.
-    if name in ("JobRecord", "WorkerRecord"):
-        from . import records
-
-        return getattr(records, name)
-    raise AttributeError(f"module 'jobq' has no attribute {name!r}")
+    return record_class(__name__, name)
 
 
 def __dir__() -> list[str]:

@@ -86,11 +86,16 @@ def seconds_text(value: float) -> str:
     return str(int(value)) if value == int(value) else repr(float(value))
 
 
-def __getattr__(name: str) -> Any:
-    # The records users are shown moved to jobq.records (pydantic, imported on first use);
-    # code and pickles that name them here still find them.
+def record_class(module: str, name: str) -> Any:
+    """``JobRecord`` or ``WorkerRecord`` (jobq.records: pydantic, imported on first use), for
+    the ``__getattr__`` of a module that offers them; AttributeError for any other name."""
     if name in ("JobRecord", "WorkerRecord"):
         from . import records
 
         return getattr(records, name)
-    raise AttributeError(f"module 'jobq.models' has no attribute {name!r}")
+    raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+
+def __getattr__(name: str) -> Any:
+    # The records moved to jobq.records; code and pickles that name them here find them.
+    return record_class(__name__, name)

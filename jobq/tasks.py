@@ -177,11 +177,8 @@ class Task:
         values = list(args)
         for index, value in enumerate(values):
             name = names[index]
-            if type(value) is exact.get(name) or name not in checked:
-                continue
-            adapter = self._adapters.get(name)
-            if adapter is not None:
-                values[index] = convert(adapter, name, value)
+            if type(value) is not exact.get(name) and name in checked:
+                values[index] = self._one(name, value, convert)
         return values
 
     def bind(self, args: Iterable[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
