@@ -14,7 +14,7 @@ from .job import Job
 from .models import NewJob
 from .payload import DEFAULT_MAX_PAYLOAD, encode_arguments
 from .shell import SHELL_TASK, ShellRunner, check_command, remove_purged_logs, shell_allowed
-from .store import DEFAULT_DATABASE, Store, open_store, parse_database
+from .store import DEFAULT_DATABASE, Store, open_store, parse_database, resolve_location
 from .tasks import Callback, Task, TaskCall, TaskOptions
 
 
@@ -57,6 +57,9 @@ class JobQ:
         if self._store is None:
             with self._store_lock:
                 if self._store is None:
+                    # Once, as the app opens: every later use (workers, shell logs) names
+                    # the same file, wherever a task moves the process's current directory.
+                    self.database = resolve_location(self.database)
                     self._store = open_store(self.database)
         return self._store
 
@@ -232,6 +235,7 @@ class JobQ:
         """
         from .worker import WorkerSettings, run
 
+        self.store.migrate()  # a bad database fails here, before any process starts
         settings = WorkerSettings(
             database=self.database,
             procs=procs,
@@ -245,7 +249,6 @@ class JobQ:
             cancel_grace=cancel_grace,
         )
         self.shell.kill_grace = cancel_grace
-        self.store.migrate()  # a bad database fails here, before any process starts
         allowed, why = shell_allowed(self.database)
         self.shell.refusal = None
         if not allowed and not allow_shell:

@@ -121,7 +121,49 @@ def encode(value: Any, where: str) -> str:
     if value is None:  # most tasks return nothing: no checks, no encoder
         return "null"
     check_json(value, where)
-    return _ENCODER.encode(value)
+    text = _ENCODER.encode(value)
+    if not text.isascii():  # (C, one pass) only text beyond ASCII can hold a lone surrogate
+        _check_unicode(text, value, where)
+    return text
+
+
+def _check_unicode(text: str, value: Any, where: str) -> None:
+    """Refuse JSON text that is not valid Unicode: a lone surrogate, such as
+    ``os.listdir()`` returns for a file name that is not UTF-8, cannot be stored by SQLite
+    or PostgreSQL. The error names where it sits."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        path = _surrogate_path(value) or []
+        raise PayloadError(
+            f"{where}{''.join(reversed(path))} holds text that is not valid Unicode (a lone "
+            "surrogate, as os.listdir() gives for a file name that is not UTF-8); decode "
+            "such bytes with errors='replace' or return them base64-encoded"
+        ) from None
+
+
+def _surrogate_path(value: Any) -> list[str] | None:
+    """Where in ``value`` a str that does not encode as UTF-8 sits (innermost first)."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return []
+        return None
+    items: Any = ()
+    if isinstance(value, dict):
+        for key in value:
+            if _surrogate_path(key) is not None:
+                return [f" key {key!r}"]
+        items = ((f"[{key!r}]", item) for key, item in value.items())
+    elif isinstance(value, (list, tuple)):
+        items = ((f"[{index}]", item) for index, item in enumerate(value))
+    for step, item in items:
+        path = _surrogate_path(item)
+        if path is not None:
+            path.append(step)
+            return path
+    return None
 
 
 def encode_arguments(

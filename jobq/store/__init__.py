@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +11,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ..errors import ConfigurationError
 from .base import Store
 
-__all__ = ["DatabaseConfig", "Store", "open_store", "parse_database"]
+__all__ = ["DatabaseConfig", "Store", "open_store", "parse_database", "resolve_location"]
 
 DEFAULT_DATABASE = "jobq.db"
 # URL options: allowed values, or None for a whole number. busy_timeout is in milliseconds;
@@ -79,7 +80,7 @@ def parse_database(location: str | Path) -> DatabaseConfig:
     if not text:
         raise ConfigurationError("the database location is empty")
     if "://" not in text:
-        return DatabaseConfig("sqlite", Path(text).expanduser())
+        return DatabaseConfig("sqlite", _absolute(Path(text)))
     parts = urlsplit(text)
     scheme = parts.scheme.lower()
     if scheme in ("postgresql", "postgres"):
@@ -92,6 +93,11 @@ def parse_database(location: str | Path) -> DatabaseConfig:
     if parts.netloc:
         raise ConfigurationError(
             f"bad SQLite URL {text!r}: use sqlite:///relative/path or sqlite:////absolute/path"
+        )
+    if parts.fragment or text.endswith("#"):
+        # urlsplit would cut the path at "#": sqlite:///a#b.db would open the file "a".
+        raise ConfigurationError(
+            f"bad SQLite URL {text!r}: '#' cannot appear in it; give the file as a plain path"
         )
     raw_path = parts.path.removeprefix("/")
     if not raw_path:
@@ -111,7 +117,22 @@ def parse_database(location: str | Path) -> DatabaseConfig:
         if allowed is None and not value.isdigit():
             raise ConfigurationError(f"bad value {value!r} for {key}: a whole number")
         options[key] = value
-    return DatabaseConfig("sqlite", Path(raw_path).expanduser(), options)
+    return DatabaseConfig("sqlite", _absolute(Path(raw_path)), options)
+
+
+def _absolute(path: Path) -> Path:
+    """A database file's path made absolute once, against the directory of the moment: a task
+    that changes directory must not send a worker's later connections to another file."""
+    return Path(os.path.abspath(path.expanduser()))
+
+
+def resolve_location(location: str | Path) -> str:
+    """``location`` with an SQLite file's path made absolute (a plain path stays a plain path,
+    a URL a URL); a PostgreSQL URL as given."""
+    config = parse_database(location)
+    if config.backend == "postgresql":
+        return str(location).strip()
+    return str(config.path) if "://" not in str(location) else config.url
 
 
 def _parse_postgresql(text: str) -> DatabaseConfig:

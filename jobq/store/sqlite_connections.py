@@ -156,8 +156,12 @@ class SQLiteConnections:
         connection = getattr(self._local, "connection", None)
         if connection is None:
             try:
+                # mode=rw: a connection never creates the file (that is _check_file's, once,
+                # at open). Should the file go away, or the path mean another file, the error
+                # says so instead of an empty database appearing beside the task.
                 connection = sqlite3.connect(
-                    self.path,
+                    f"file:{quote(str(self.path))}?mode=rw",
+                    uri=True,
                     timeout=self.busy_timeout_ms / 1000,
                     isolation_level=None,
                     check_same_thread=False,

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from jobq.errors import ConfigurationError
-from jobq.store import parse_database
+from jobq.store import parse_database, resolve_location
 
 
 @pytest.mark.parametrize(
@@ -25,7 +25,19 @@ from jobq.store import parse_database
 )
 def test_paths_and_urls(text: str, path: Path, options: dict[str, str]) -> None:
     config = parse_database(text)
-    assert config.backend == "sqlite" and config.path == path and config.options == options
+    # A relative path is made absolute as it is parsed: later changes of directory (a task's
+    # os.chdir) cannot move the database.
+    assert config.backend == "sqlite" and config.path == Path.cwd() / path
+    assert config.options == options
+
+
+def test_resolve_location_keeps_the_form_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert resolve_location("jobq.db") == str(tmp_path / "jobq.db")
+    assert resolve_location("sqlite:///jobq.db?synchronous=full") == (
+        f"sqlite:///{tmp_path / 'jobq.db'}?synchronous=full"
+    )
+    assert resolve_location("postgresql://localhost/test") == "postgresql://localhost/test"
 
 
 @pytest.mark.parametrize(
@@ -35,6 +47,7 @@ def test_paths_and_urls(text: str, path: Path, options: dict[str, str]) -> None:
         ("mysql://host/db", "unsupported database URL scheme 'mysql'"),
         ("sqlite://host/jobq.db", "bad SQLite URL"),
         ("sqlite:///", "names no file"),
+        ("sqlite:///a#b.db", "'#' cannot appear"),
         ("sqlite:///x.db?synchronous=sometimes", "bad value 'sometimes' for synchronous"),
         ("sqlite:///x.db?fast=yes", "unknown SQLite URL option 'fast'"),
         ("sqlite:///x.db?busy_timeout=soon", "whole number"),
