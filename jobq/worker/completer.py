@@ -1,14 +1,17 @@
-"""The completer: records outcomes in batched, fenced transactions, then runs callbacks.
+"""The completer: records outcomes in batched, fenced transactions; callbacks run after.
 
 Executor threads hand outcomes over with ``submit_many`` (the completion callback of the
 blog's ``apply_async``); one completer thread writes whatever has piled up in a single
 transaction. Under load, outcomes pile up while the previous batch commits (up to one per
 executor: a slot is given back only once its outcome is recorded); when idle, a lone outcome
-is written at once.
+is written at once. Users' ``on_success``/``on_failure`` callbacks run on a thread of their
+own once their outcomes are recorded, so a callback that blocks holds up other callbacks,
+never the recording of outcomes or the slots they free.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import queue
@@ -17,11 +20,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..context import JobContext
+from ..errors import DatabaseError
 from ..faults import fault
 from ..models import ClaimedJob, Outcome
 from ..store import Store
 from ..tasks import Task
-from .execute import describe
+from .execute import describe, error_json, failure
 from .patience import patiently
 
 log = logging.getLogger("jobq.worker")
@@ -75,9 +79,15 @@ class Completer:
         self.on_crash: Callable[[], None] | None = None  # called if recording itself fails
         self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="jobq-completer", daemon=True)
+        # Recorded outcomes whose task has a callback, for the callbacks thread (None: stop).
+        self.callbacks: queue.SimpleQueue[tuple[Outcome, ClaimedJob] | None] = queue.SimpleQueue()
+        self.callback_thread = threading.Thread(
+            target=self._run_callbacks, name="jobq-callbacks", daemon=True
+        )
 
     def start(self) -> None:
         self.thread.start()
+        self.callback_thread.start()
 
     def submit_many(self, finished: list[tuple[Outcome, ClaimedJob]]) -> None:
         """Outcomes to record (several at once: one wake-up of the completer thread)."""
@@ -95,9 +105,14 @@ class Completer:
         return done.wait(timeout)
 
     def stop(self, timeout: float | None = None) -> None:
-        """Record what is pending, then end the thread."""
+        """Record what is pending, run the callbacks of what was recorded (up to ``timeout``
+        seconds each for both), then end the threads."""
         self.inbox.put(_STOP)
         self.thread.join(timeout)
+        self.callbacks.put(None)
+        self.callback_thread.join(timeout)
+        if self.callback_thread.is_alive():
+            log.warning("a completion callback is still running; the worker stops without it")
 
     def _run(self) -> None:
         while True:
@@ -156,9 +171,17 @@ class Completer:
                 commands_only=refill.commands_only,
             )
 
-        # Keep the outcomes however long it takes: they are recorded once the database
-        # takes writes again (locked, full).
-        applied, jobs = patiently(record, seconds=math.inf, what=f"record {len(batch)} outcomes")
+        try:
+            # Keep the outcomes however long it takes: they are recorded once the database
+            # takes writes again (locked, full).
+            applied, jobs = patiently(
+                record, seconds=math.inf, what=f"record {len(batch)} outcomes"
+            )
+        except DatabaseError:
+            raise
+        except Exception:  # noqa: BLE001 - the database refused a value, not the batch
+            log.exception("recording %d outcomes failed; recording them one by one", len(batch))
+            applied, jobs = self._record_apart(batch), []
         fault("after_complete")
         if jobs:
             assert refill is not None
@@ -172,19 +195,58 @@ class Completer:
                     outcome.status,
                 )
                 continue
-            if outcome.status in ("succeeded", "failed"):
-                self._callback(outcome, job)
+            if outcome.status in ("succeeded", "failed") and self._callback_of(outcome, job):
+                self.callbacks.put((outcome, job))
         freed = len(batch) - len(jobs)
         if self.on_recorded is not None and freed:
             self.on_recorded(freed)
 
-    def _callback(self, outcome: Outcome, job: ClaimedJob) -> None:
+    def _record_apart(self, batch: list[tuple[Outcome, ClaimedJob]]) -> list[bool]:
+        """Record each outcome in a transaction of its own: one the database will not take
+        (a value a bug let through the payload checks) fails its job alone, once, and never
+        takes the rest of the batch with it."""
+        applied = []
+        for index, (outcome, job) in enumerate(batch):
+            try:
+                applied += patiently(
+                    functools.partial(self.store.complete, [outcome]),
+                    seconds=math.inf,
+                    what=f"record the outcome of job {outcome.job_id}",
+                )
+                continue
+            except DatabaseError:
+                raise
+            except Exception as error:  # noqa: BLE001 - this outcome only
+                message = f"the outcome of job {job.id} cannot be stored: {error}"
+            log.error("%s; the job fails", message)
+            refused = failure(
+                job, outcome.worker_id, error_json("PayloadError", message), retry_at=None
+            )
+            batch[index] = (refused, job)
+            applied += patiently(
+                functools.partial(self.store.complete, [refused]),
+                seconds=math.inf,
+                what=f"record the failure of job {job.id}",
+            )
+        return applied
+
+    def _callback_of(self, outcome: Outcome, job: ClaimedJob) -> Callable[..., Any] | None:
         task = self.tasks.get(job.task)
         if task is None:
-            return
-        callback = task.on_success if outcome.status == "succeeded" else task.on_failure
-        if callback is None:
-            return
+            return None
+        return task.on_success if outcome.status == "succeeded" else task.on_failure
+
+    def _run_callbacks(self) -> None:
+        while True:
+            item = self.callbacks.get()
+            if item is None:
+                return
+            self._callback(*item)
+
+    def _callback(self, outcome: Outcome, job: ClaimedJob) -> None:
+        task = self.tasks[job.task]
+        callback = self._callback_of(outcome, job)
+        assert callback is not None
         context = JobContext(
             job.id, job.task, job.queue, job.attempts, job.max_attempts, outcome.worker_id
         )

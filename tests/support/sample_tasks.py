@@ -164,3 +164,42 @@ def noted(number: int) -> int:
     """A short job counted in JOBQ_TEST_LOG, whose completion callback is counted too."""
     _mark("run")
     return number
+
+
+@app.task(max_attempts=3)
+def listing() -> list[str]:
+    """Returns a file name that is not UTF-8, as ``os.listdir()`` gives it (a lone surrogate)."""
+    _mark("listing")
+    return [b"report-\xff.txt".decode("utf-8", "surrogateescape")]
+
+
+@app.task
+def wander(directory: str) -> str:
+    """Moves its worker process to another directory, as tasks that build files do."""
+    _mark("wander")
+    os.chdir(directory)
+    return os.getcwd()
+
+
+def _blocking_callback(context: object, result: object) -> None:
+    """on_success of ``held``: blocks until the file JOBQ_TEST_RELEASE names exists."""
+    _note("callback-start", context)
+    release = os.environ.get("JOBQ_TEST_RELEASE", "")
+    deadline = time.monotonic() + 120
+    while release and not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _note("callback-end", context)
+
+
+def _note(tag: str, context: object) -> None:
+    """A callback's line in JOBQ_TEST_LOG (outside a job: current_job() is None there)."""
+    path = os.environ.get("JOBQ_TEST_LOG")
+    if path:
+        with open(path, "a") as handle:
+            handle.write(f"{tag} {getattr(context, 'id', 0)} {os.getpid()}\n")
+
+
+@app.task(on_success=_blocking_callback)
+def held(number: int) -> int:
+    """A job whose completion callback blocks (see _blocking_callback)."""
+    return number
