@@ -138,19 +138,59 @@ _COMPLETE_CHUNK = 1000
 # (outcomes sent again are recognised by it meanwhile); at most UNSURE_MAX tokens are kept.
 UNSURE_FOR = 300.0
 UNSURE_MAX = 10_000
-# Handed back, or cancelled if someone asked to cancel them meanwhile.
-_RECOVER = f"""
-UPDATE jobs SET
-    status = CASE WHEN cancel_requested IS NULL THEN 'queued' ELSE 'cancelled' END,
-    attempts = CASE WHEN cancel_requested IS NULL THEN GREATEST(attempts - 1, 0)
-        ELSE attempts END,
-    worker_id = CASE WHEN cancel_requested IS NULL THEN NULL ELSE worker_id END,
-    started_at = CASE WHEN cancel_requested IS NULL THEN NULL ELSE started_at END,
-    finished_at = CASE WHEN cancel_requested IS NULL THEN NULL ELSE {NOW} END,
-    error = CASE WHEN cancel_requested IS NULL THEN error ELSE %s END
-WHERE status = 'running' AND claim_token = ANY(%s)
-RETURNING id, status
+
+
+def _release_statement(where: str, *, refund: bool, source: str = "") -> str:
+    """Running jobs matched by ``where`` leave their worker, in ONE statement: cancelled if
+    someone asked to cancel them, else queued again (``refund``: the attempt given back), or,
+    for a worker that died, failed once no attempt is left.
+
+    One statement, not one per outcome: under READ COMMITTED an UPDATE that waits for a row
+    lock re-reads that row as committed and decides on it. Apart, "cancel those asked to"
+    misses a cancel still committing, and the "queue the rest" after it waits for that
+    cancel's lock and queues the job anyway. Parameters: the cancel error, the lost error
+    (not with ``refund``), then those of ``where``.
+    """
+    cancelling = "jobs.cancel_requested IS NOT NULL"
+    if refund:
+        stays = cancelling  # the jobs that end here; the others go back to the queue
+        status = f"CASE WHEN {cancelling} THEN 'cancelled' ELSE 'queued' END"
+        error = f"CASE WHEN {cancelling} THEN %s ELSE jobs.error END"
+        attempts = f"CASE WHEN {stays} THEN jobs.attempts ELSE GREATEST(jobs.attempts - 1, 0) END"
+        run_at = "jobs.run_at"
+    else:
+        stays = f"{cancelling} OR jobs.attempts >= jobs.max_attempts"
+        status = (
+            f"CASE WHEN {cancelling} THEN 'cancelled'"
+            " WHEN jobs.attempts >= jobs.max_attempts THEN 'failed' ELSE 'queued' END"
+        )
+        error = f"CASE WHEN {cancelling} THEN %s ELSE %s END"
+        attempts = "jobs.attempts"
+        run_at = f"CASE WHEN {stays} THEN jobs.run_at ELSE {NOW} END"
+    return f"""
+UPDATE jobs SET status = {status},
+    error = {error},
+    attempts = {attempts},
+    run_at = {run_at},
+    worker_id = CASE WHEN {stays} THEN jobs.worker_id END,
+    started_at = CASE WHEN {stays} THEN jobs.started_at END,
+    finished_at = CASE WHEN {stays} THEN {NOW} ELSE jobs.finished_at END
+{source}WHERE jobs.status = 'running' AND {where}
+RETURNING jobs.id, jobs.status
 """
+
+
+# Jobs of lost claims: handed back, or cancelled if someone asked to cancel them meanwhile.
+_RECOVER = _release_statement("jobs.claim_token = ANY(%s)", refund=True)
+# A worker's jobs, and jobs it claimed but never started (fenced by their claim numbers).
+_RELEASE = {
+    refund: _release_statement("jobs.worker_id = %s", refund=refund) for refund in (True, False)
+}
+_RELEASE_CLAIMS = _release_statement(
+    "jobs.id = taken.id AND jobs.claims = taken.claim AND jobs.worker_id = %s",
+    refund=True,
+    source="FROM unnest(%s::bigint[], %s::bigint[]) AS taken(id, claim)\n",
+)
 
 
 def _delay(at: float | None) -> float | None:
@@ -236,9 +276,7 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
             log.warning(
                 "handing back %d jobs claimed by a commit lost with it connection", len(rows)
             )
-            cancelled = {job_id: status for job_id, status in rows if status == "cancelled"}
-            if cancelled:
-                self._settle(connection, cancelled)
+            self._settle_released(connection, rows)
             self._notify(connection)
         return tokens
 
@@ -565,38 +603,16 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
         return changed == 1
 
     def _release(self, connection: Any, worker_id: str, reason: str, refund: bool) -> int:
-        # A job someone asked to cancel ends cancelled, whatever became of its worker.
-        cancelled = connection.execute(
-            f"UPDATE jobs SET status = 'cancelled', finished_at = {NOW}, error = %s"
-            " WHERE status = 'running' AND worker_id = %s AND cancel_requested IS NOT NULL"
-            " RETURNING id",
-            (CANCELLED_RUNNING, worker_id),
-        ).fetchall()
-        if cancelled:
-            self._settle(connection, {row[0]: "cancelled" for row in cancelled})
-        if refund:
-            count = connection.execute(
-                "UPDATE jobs SET status = 'queued', attempts = GREATEST(attempts - 1, 0),"
-                " worker_id = NULL, started_at = NULL"
-                " WHERE status = 'running' AND worker_id = %s",
-                (worker_id,),
-            ).rowcount
-            return count + len(cancelled)
-        error = worker_lost(reason)
-        failed = connection.execute(
-            f"UPDATE jobs SET status = 'failed', error = %s, finished_at = {NOW}"
-            " WHERE status = 'running' AND worker_id = %s AND attempts >= max_attempts"
-            " RETURNING id",
-            (error, worker_id),
-        ).fetchall()
-        if failed:
-            self._settle(connection, {row[0]: "failed" for row in failed})
-        queued = connection.execute(
-            f"UPDATE jobs SET status = 'queued', error = %s, worker_id = NULL, run_at = {NOW}"
-            " WHERE status = 'running' AND worker_id = %s",
-            (error, worker_id),
-        ).rowcount
-        return len(cancelled) + len(failed) + queued
+        errors = (CANCELLED_RUNNING,) if refund else (CANCELLED_RUNNING, worker_lost(reason))
+        rows = connection.execute(_RELEASE[refund], (*errors, worker_id)).fetchall()
+        self._settle_released(connection, rows)
+        return len(rows)
+
+    def _settle_released(self, connection: Any, rows: Sequence[tuple[int, str]]) -> None:
+        """Jobs waiting for released ones that ended (cancelled, failed) settle now."""
+        ended = {job_id: status for job_id, status in rows if status in TERMINAL}
+        if ended:
+            self._settle(connection, ended)
 
     def release_worker(self, worker_id: str, *, reason: str, refund: bool) -> int:
         with self._write() as connection:
@@ -611,27 +627,14 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
             return 0
         ids = [job_id for job_id, _ in claims]
         numbers = [claim for _, claim in claims]
-        fence = (
-            "jobs.id = taken.id AND jobs.claims = taken.claim AND jobs.status = 'running'"
-            " AND jobs.worker_id = %s"
-        )
-        taken = "unnest(%s::bigint[], %s::bigint[]) AS taken(id, claim)"
         with self._write() as connection:
-            cancelled = connection.execute(
-                f"UPDATE jobs SET status = 'cancelled', finished_at = {NOW}, error = %s"
-                f" FROM {taken} WHERE {fence} AND cancel_requested IS NOT NULL RETURNING jobs.id",
-                (CANCELLED_RUNNING, ids, numbers, worker_id),
+            rows = connection.execute(
+                _RELEASE_CLAIMS, (CANCELLED_RUNNING, ids, numbers, worker_id)
             ).fetchall()
-            if cancelled:
-                self._settle(connection, {row[0]: "cancelled" for row in cancelled})
-            count = connection.execute(
-                "UPDATE jobs SET status = 'queued', attempts = GREATEST(attempts - 1, 0),"
-                f" worker_id = NULL, started_at = NULL FROM {taken} WHERE {fence}",
-                (ids, numbers, worker_id),
-            ).rowcount
-            if count or cancelled:
+            self._settle_released(connection, rows)
+            if rows:
                 self._notify(connection)
-        return count + len(cancelled)
+        return len(rows)
 
     def reap(self, lease: float, host: str | None = None) -> list[str]:
         rows = self._read(f"SELECT id, pid, host, heartbeat_at < {NOW} - %s FROM workers", (lease,))

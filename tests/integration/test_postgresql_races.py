@@ -12,6 +12,7 @@ Either way the waiting job must end queued (then claimable), never deferred fore
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -113,3 +114,50 @@ def test_cancelling_a_waiting_job_while_its_dependency_finishes_never_fails(stor
     )
     statuses = Counter(store.job_statuses(waiting).values())
     assert statuses == {"cancelled": ROUNDS}, statuses
+
+
+RELEASES: dict[str, Callable[[Any, Any], int]] = {
+    "a dead worker's jobs": lambda store, job: store.release_worker(
+        "w1", reason="worker process 1 on h is gone", refund=False
+    ),
+    "a stopped worker's jobs": lambda store, job: store.release_worker(
+        "w1", reason="worker stopped", refund=True
+    ),
+    "jobs not started": lambda store, job: store.release_jobs("w1", [(job.id, job.claim)]),
+    "the jobs of a reaped worker": lambda store, job: int("w1" in store.reap(0.0)),
+}
+
+
+@pytest.mark.parametrize("release", list(RELEASES))
+def test_a_cancel_committing_while_a_workers_jobs_are_released_ends_the_job_cancelled(
+    store: Any, release: str
+) -> None:
+    """``jobq cancel`` of a running job holds the job's row until it commits; a release that
+    meets that lock must decide on the row as the cancel leaves it, never queue the job."""
+    import psycopg
+
+    [job_id] = store.enqueue([NewJob("t", "[]", "{}", queue="x")])
+    [job] = store.claim("w1", ["x"], 1)
+    if release == "the jobs of a reaped worker":
+        time.sleep(0.05)  # its heartbeat is now older than a lease of 0 s
+    outcome: list[Any] = []
+    with psycopg.connect(postgres.SERVER) as cancelling:
+        cancelling.execute(f'SET search_path TO "{store.schema}"')
+        # What cancel_job does to a running job, with its commit held back.
+        cancelling.execute(
+            "UPDATE jobs SET cancel_requested = date_part('epoch', now()) WHERE id = %s",
+            (job_id,),
+        )
+        releasing = threading.Thread(target=lambda: outcome.append(RELEASES[release](store, job)))
+        releasing.start()
+        time.sleep(1.0)  # the release now waits for the job's row lock
+        assert releasing.is_alive(), "the release did not wait for the cancel's lock"
+        cancelling.commit()
+    releasing.join(timeout=30)
+    assert outcome == [1]
+    cancelled = store.get_job(job_id)
+    assert cancelled.status == "cancelled", "a cancelled job went back to the queue"
+    store.register_worker(  # (again, if the reap took it too)
+        "w2", kind="worker", pid=1, host="h", supervisor_pid=None, queues=None, threads=1
+    )
+    assert store.claim("w2", ["x"], 1) == []
