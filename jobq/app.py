@@ -235,9 +235,8 @@ class JobQ:
         """
         from .worker import WorkerSettings, run
 
-        self.store.migrate()  # a bad database fails here, before any process starts
-        settings = WorkerSettings(
-            database=self.database,
+        settings = WorkerSettings(  # bad settings fail here, before anything is written
+            database=resolve_location(self.database),
             procs=procs,
             threads=WorkerSettings.threads if threads is None else threads,
             queues=tuple(queues) if queues else None,
@@ -249,6 +248,7 @@ class JobQ:
             cancel_grace=cancel_grace,
         )
         self.shell.kill_grace = cancel_grace
+        self.store.migrate()  # a bad database fails here, before any process starts
         allowed, why = shell_allowed(self.database)
         self.shell.refusal = None
         if not allowed and not allow_shell:
