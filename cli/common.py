@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import re
 import sys
@@ -13,8 +14,106 @@ import click
 
 from jobq import JobQ
 from jobq.errors import ConfigurationError, JobQError, PayloadError
+from jobq.models import MAX_SECONDS, MAX_SECONDS_TEXT
 from jobq.payload import MAX_DEPTH
 from jobq.store import DEFAULT_DATABASE, Store, open_store
+from jobq.tasks import is_storable_text
+
+# -- parameter types: each refuses a bad value as click parses it, naming the option ------
+
+# SQLite stores 64-bit integers: larger ids, priorities or limits are refused by click.
+JOB_ID = click.IntRange(min=1, max=2**63 - 1)
+INTEGER64 = click.IntRange(min=-(2**63), max=2**63 - 1)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+DURATION_SYNTAX = f"seconds (90, 1.5) or 30s, 15m, 12h, 7d, 2w; {MAX_SECONDS_TEXT} at most"
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``1.5``, ``90s``, ``15m``, ``12h``, ``7d``, ``2w`` to seconds.
+
+    A plain number may be written as Python writes floats (``1e3``, ``-1``: the range is the
+    caller's to check); nan and inf are refused, since no wait, sleep or deadline takes them.
+    Raises ValueError saying what is wrong.
+    """
+    match = _DURATION.match(text)
+    if match:
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        try:
+            seconds = float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a duration like 30s, 15m, 12h or 7d") from None
+    if not math.isfinite(seconds):  # nan, inf, or 400 digits of 9s
+        raise ValueError(f"{text!r} is not a finite number of seconds")
+    return seconds
+
+
+class Seconds(click.ParamType):
+    """Every option that takes a time: seconds or a duration with a unit, finite, from a
+    minimum to MAX_SECONDS (100 years). One type, so each such option takes the same syntax
+    and refuses nan, inf and absurd values as it is parsed."""
+
+    name = "duration"
+
+    def __init__(self, minimum: float = 0.0, *, positive: bool = False) -> None:
+        self.minimum = minimum
+        self.positive = positive  # above the minimum, not at it
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "DURATION"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            text, seconds = str(value), float(value)  # a default, given as a number
+        else:
+            text = str(value)
+            try:
+                seconds = parse_duration(text)
+            except ValueError as error:
+                self.fail(str(error), param, ctx)
+        if seconds < self.minimum or (self.positive and seconds == self.minimum):
+            bound = "more than" if self.positive else "at least"
+            self.fail(f"{text!r} is not {bound} {self.minimum:g} seconds", param, ctx)
+        if seconds > MAX_SECONDS:
+            self.fail(f"{text!r} is more than {MAX_SECONDS_TEXT}", param, ctx)
+        return seconds
+
+
+SECONDS = Seconds()
+POSITIVE_SECONDS = Seconds(positive=True)
+
+
+class Text(click.ParamType):
+    """A name or a location from the command line, refused unless it is UTF-8 text.
+
+    Python hands over argument bytes that are not UTF-8 as lone surrogates ('\\udcff'), which
+    neither database can store: refused here, naming the option, before anything is opened.
+    ``empty=False`` also refuses '' (click ignores an empty environment variable, so an empty
+    value was given on the command line: falling back on a default would hide the mistake).
+    """
+
+    name = "text"
+
+    def __init__(self, *, empty: bool = True) -> None:
+        self.empty = empty
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if not is_storable_text(text):
+            raw = text.encode("utf-8", "surrogateescape")
+            self.fail(f"{raw!r} is not valid UTF-8 text", param, ctx)
+        if not self.empty and not text:
+            self.fail("it is empty (leave the option out for the default)", param, ctx)
+        return text
+
+
+TEXT = Text()
+LOCATION = Text(empty=False)  # --db
+
 
 DB_HELP = (
     "Database: a path, a sqlite:///path?synchronous=full URL or a"
@@ -25,9 +124,9 @@ APP_HELP = "The app as MODULE:ATTR (ATTR defaults to 'app'). [env JOBQ_APP]"
 # The group's --db reads JOBQ_DB; a command's own --db (same meaning, placed after the
 # command name) does not, so that an explicit `jobq --db X cmd` is never overridden by the env.
 global_db_option = click.option(
-    "--db", "database", envvar="JOBQ_DB", metavar="PATH|URL", help=DB_HELP
+    "--db", "database", envvar="JOBQ_DB", type=LOCATION, metavar="PATH|URL", help=DB_HELP
 )
-db_option = click.option("--db", "database", metavar="PATH|URL", help=DB_HELP)
+db_option = click.option("--db", "database", type=LOCATION, metavar="PATH|URL", help=DB_HELP)
 app_option = click.option(
     "--app", "app_spec", envvar="JOBQ_APP", metavar="MODULE:ATTR", help=APP_HELP
 )
@@ -139,25 +238,8 @@ def parse_json_object(text: str, option: str) -> dict[str, Any]:
     return value
 
 
-# SQLite stores 64-bit integers: larger ids, priorities or limits are refused by click.
-JOB_ID = click.IntRange(min=1, max=2**63 - 1)
-INTEGER64 = click.IntRange(min=-(2**63), max=2**63 - 1)
-
-
 def _refuse_constant(name: str) -> Any:
     raise ConfigurationError(f"{name} is not valid JSON (JSON has no NaN or Infinity)")
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``15m``, ``12h``, ``7d``, ``2w`` to seconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise click.BadParameter(f"{text!r} is not a duration like 30s, 15m, 12h or 7d")
-    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 def emit_json(value: Any) -> None:

@@ -11,7 +11,7 @@ import click
 from jobq import JobQ
 from jobq.store import DEFAULT_DATABASE
 
-from .common import database_of, db_option
+from .common import SECONDS, database_of, db_option
 
 # Not JobQ(): a bad JOBQ_DB must fail in the command (one clear line), not on import.
 demo_app = JobQ(DEFAULT_DATABASE)
@@ -37,7 +37,7 @@ def task(task_name: int, seconds: float = 2.0) -> int:
 @click.option("--procs", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option(
     "--seconds",
-    type=click.FloatRange(min=0),
+    type=SECONDS,
     default=1.0,
     show_default=True,
     help="Each job sleeps a random time up to this.",

@@ -24,7 +24,10 @@ from .common import JobQGroup, global_db_option
 @click.version_option(jobq.__version__, prog_name="jobq")
 @click.pass_context
 def cli(ctx: click.Context, database: str | None, log_level: str) -> None:
-    """jobq: a durable job queue. Submit jobs, run workers, watch them."""
+    """jobq: a durable job queue. Submit jobs, run workers, watch them.
+
+    A DURATION is seconds (90, 1.5) or 30s, 15m, 12h, 7d, 2w: at most 100 years.
+    """
     ctx.ensure_object(dict)
     ctx.obj["database"] = database
     source = ctx.get_parameter_source("database")

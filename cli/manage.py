@@ -7,7 +7,7 @@ import click
 from jobq.models import TERMINAL
 from jobq.shell import remove_purged_logs
 
-from .common import JOB_ID, chosen_database, db_option, open_store_of, parse_duration
+from .common import JOB_ID, SECONDS, chosen_database, db_option, open_store_of
 
 
 @click.command()
@@ -50,23 +50,22 @@ def cancel(ctx: click.Context, job_id: int, database: str | None) -> None:
 @click.option(
     "--older-than",
     "older_than",
+    type=SECONDS,
     default="7d",
     show_default=True,
-    metavar="DURATION",
     help="Finished longer ago than this: 30s, 15m, 12h, 7d, 2w.",
 )
 @db_option
 @click.pass_context
 def purge(
-    ctx: click.Context, statuses: tuple[str, ...], older_than: str, database: str | None
+    ctx: click.Context, statuses: tuple[str, ...], older_than: float, database: str | None
 ) -> None:
     """Delete finished jobs.
 
     On SQLite the newest job always stays, finished or not: a new job takes the highest
     id + 1, so keeping it means no id is ever handed out twice (PostgreSQL never reuses one).
     """
-    seconds = parse_duration(older_than)
     store = open_store_of(ctx, database)
-    count = store.purge(statuses, seconds)
+    count = store.purge(statuses, older_than)
     remove_purged_logs(chosen_database(ctx, database), store)  # shell jobs' output files
     click.echo(f"purged {count} jobs")

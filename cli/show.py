@@ -12,7 +12,7 @@ import click
 
 from jobq.models import STATUSES
 
-from .common import JOB_ID, db_option, emit_json, open_store_of
+from .common import JOB_ID, TEXT, Seconds, db_option, emit_json, open_store_of
 from .watch import counts_table, label, table
 
 if TYPE_CHECKING:
@@ -22,7 +22,13 @@ if TYPE_CHECKING:
 def _when(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
-    return datetime.datetime.fromtimestamp(timestamp).isoformat(sep=" ", timespec="seconds")
+    try:
+        moment = datetime.datetime.fromtimestamp(timestamp)
+    except (ValueError, OverflowError, OSError):
+        # Outside the calendar (years 1 to 9999), e.g. a --delay 1e12 accepted before delays were
+        # bounded: shown as stored rather than failing the whole display.
+        return f"{timestamp!r} (unix seconds, outside the calendar)"
+    return moment.isoformat(sep=" ", timespec="seconds")
 
 
 def _ago(timestamp: float) -> str:
@@ -68,10 +74,9 @@ def _print_job(console: Any, record: JobRecord) -> None:
 @click.option("--watch", is_flag=True, help="Refresh live: counts, throughput, running jobs.")
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.1),
+    type=Seconds(minimum=0.1),
     default=1.0,
     show_default=True,
-    metavar="SECONDS",
     help="With --watch: time between refreshes.",
 )
 @db_option
@@ -131,8 +136,8 @@ def status(
 
 @click.command("list")
 @click.option("--status", "status_filter", type=click.Choice(STATUSES), help="Only this status.")
-@click.option("--queue", help="Only this queue.")
-@click.option("--task", help="Only this task name.")
+@click.option("--queue", type=TEXT, help="Only this queue.")
+@click.option("--task", type=TEXT, help="Only this task name.")
 @click.option("--limit", type=click.IntRange(min=1, max=2**63 - 1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
 @db_option

@@ -9,10 +9,15 @@ import click
 
 from jobq.errors import JobCancelledError, JobFailedError
 from jobq.shell import ENV_NAME
+from jobq.tasks import MAX_ATTEMPTS
 
 from .common import (
+    DURATION_SYNTAX,
     INTEGER64,
     JOB_ID,
+    POSITIVE_SECONDS,
+    SECONDS,
+    TEXT,
     app_option,
     db_option,
     emit_json,
@@ -23,7 +28,7 @@ from .common import (
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("task", required=False)
+@click.argument("task", required=False, type=TEXT)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option(
     "--cmd",
@@ -40,21 +45,16 @@ from .common import (
     help="With --cmd: an environment variable (repeatable).",
 )
 @click.option("--kwargs", "kwargs_json", metavar="JSON", help="Keyword arguments as a JSON object.")
-@click.option("--queue", help="Queue name (default: the task's, else 'default').")
+@click.option("--queue", type=TEXT, help="Queue name (default: the task's, else 'default').")
 @click.option("--priority", type=INTEGER64, help="Higher runs first (default 0).")
-@click.option(
-    "--delay", type=click.FloatRange(min=0), metavar="SECONDS", help="Run no sooner than this."
-)
+@click.option("--delay", type=SECONDS, help=f"Run no sooner than this from now: {DURATION_SYNTAX}.")
 @click.option(
     "--max-attempts",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_ATTEMPTS),
     help="Attempts before the job fails (default: the task's, else 3; with --cmd 1).",
 )
 @click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="SECONDS",
-    help="Fail an attempt that runs longer than this.",
+    "--timeout", type=POSITIVE_SECONDS, help="Fail an attempt that runs longer than this."
 )
 @click.option(
     "--after",

@@ -12,7 +12,7 @@ from jobq.errors import JobNotFoundError
 from jobq.models import TERMINAL
 from jobq.store import Store
 
-from .common import JOB_ID, db_option, open_store_of
+from .common import JOB_ID, SECONDS, db_option, open_store_of
 
 _POLL = 0.05  # seconds between cheap "did anything commit?" checks
 
@@ -21,8 +21,7 @@ _POLL = 0.05  # seconds between cheap "did anything commit?" checks
 @click.argument("job_ids", nargs=-1, type=JOB_ID)
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
+    type=SECONDS,
     help="Give up after this long (exit 2).",
 )
 @db_option

@@ -7,9 +7,9 @@ import sys
 
 import click
 
-from jobq.worker.settings import WorkerSettings
+from jobq.worker.settings import MAX_MEMORY_MIB, WorkerSettings
 
-from .common import app_option, db_option, open_app
+from .common import POSITIVE_SECONDS, SECONDS, TEXT, app_option, db_option, open_app
 
 
 @click.command()
@@ -28,36 +28,33 @@ from .common import app_option, db_option, open_app
     show_default=True,
     help="Executor threads per process.",
 )
-@click.option("--queues", metavar="Q1,Q2", help="Only these queues (default: all).")
+@click.option("--queues", type=TEXT, metavar="Q1,Q2", help="Only these queues (default: all).")
 @click.option(
     "--grace",
-    type=click.FloatRange(min=0),
+    type=SECONDS,
     default=30.0,
     show_default=True,
-    metavar="SECONDS",
     help="On SIGTERM, how long running jobs get to finish.",
 )
 @click.option(
     "--lease",
-    type=click.FloatRange(min=0, min_open=True),
+    type=POSITIVE_SECONDS,
     default=20.0,
     show_default=True,
-    metavar="SECONDS",
     help="A worker silent this long is presumed dead; its jobs run again.",
 )
 @click.option("--burst", is_flag=True, help="Exit 0 once no runnable job is left.")
 @click.option(
     "--max-memory",
-    type=click.IntRange(min=64),
+    type=click.IntRange(min=64, max=MAX_MEMORY_MIB),
     metavar="MIB",
     help="Address space per worker process; a task over it gets MemoryError.",
 )
 @click.option(
     "--cancel-grace",
-    type=click.FloatRange(min=0),
+    type=SECONDS,
     default=10.0,
     show_default=True,
-    metavar="SECONDS",
     help="After jobq cancel: time a running job gets to stop before it is killed.",
 )
 @click.option(

@@ -11,6 +11,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import ConfigurationError
+
 
 class Status(str, enum.Enum):
     DEFERRED = "deferred"  # waiting for other jobs (--after) to succeed
@@ -79,6 +81,32 @@ class Outcome:
     refund: bool = False  # give the attempt back (the job did not really run)
     finished_at: float = 0.0
     extra: Any = field(default=None, compare=False)  # carried to callbacks, never stored
+
+
+# The longest time any jobq option takes in seconds (a delay, a timeout, a lease, a grace):
+# 100 years. A longer one is a mistake (1e12 typed for 1e2), and every use stays within what
+# it can take: a run_at shown as a date (datetime stops at year 9999), a wait or a sleep
+# (threading.TIMEOUT_MAX and time.sleep stop near 292 years).
+MAX_SECONDS = 100 * 365 * 86400
+MAX_SECONDS_TEXT = "100 years"
+
+
+def checked_seconds(name: str, value: object, *, positive: bool = False) -> float:
+    """``value`` as the seconds of option ``name``: a finite number from 0 (above 0 when
+    ``positive``) to MAX_SECONDS. Anything else (nan, inf, a negative, text, True) raises
+    ConfigurationError naming the option."""
+    lowest = "above 0" if positive else "from 0"
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not 0 <= value <= MAX_SECONDS  # nan compares false: refused here too
+        or (positive and value == 0)
+    ):
+        raise ConfigurationError(
+            f"{name} must be a number of seconds {lowest} to {MAX_SECONDS} "
+            f"({MAX_SECONDS_TEXT}), not {value!r}"
+        )
+    return float(value)
 
 
 def seconds_text(value: float) -> str:

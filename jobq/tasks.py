@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import math
 import sys
 import typing
 from collections.abc import Callable, Iterable
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ArgumentError, ConfigurationError
+from .models import checked_seconds
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from .job import Job
 
 Callback = Callable[..., Any]
+
+# The most attempts a job may have: more would be a typo, not a retry policy (each attempt
+# is a claim, a run and a backoff of up to max_backoff).
+MAX_ATTEMPTS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -50,24 +54,38 @@ class TaskOptions:
         object.__setattr__(self, "after", tuple(dict.fromkeys(ids)))
         if not isinstance(self.queue, str) or not self.queue:
             raise ConfigurationError(f"queue must be a non-empty string, not {self.queue!r}")
+        if not is_storable_text(self.queue):
+            raise ConfigurationError(f"queue {self.queue!r} is not valid UTF-8 text")
         if (
             not isinstance(self.priority, int)
             or isinstance(self.priority, bool)
             or not -(2**63) <= self.priority < 2**63
         ):
             raise ConfigurationError(f"priority must be a 64-bit integer, not {self.priority!r}")
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise ConfigurationError(f"max_attempts must be 1 or more, not {self.max_attempts!r}")
-        for name in ("timeout", "delay"):
-            value = getattr(self, name)
-            if value is not None and (
-                not isinstance(value, (int, float)) or not 0 <= value < math.inf
-            ):
-                raise ConfigurationError(f"{name} must be a number of seconds >= 0, not {value!r}")
-        if self.timeout is not None and self.timeout == 0:
-            raise ConfigurationError("timeout must be more than 0 seconds")
-        if self.backoff < 0 or self.max_backoff < 0:
-            raise ConfigurationError("backoff and max_backoff must be >= 0")
+        if (
+            not isinstance(self.max_attempts, int)
+            or isinstance(self.max_attempts, bool)
+            or not 1 <= self.max_attempts <= MAX_ATTEMPTS
+        ):
+            raise ConfigurationError(
+                f"max_attempts must be 1 or more, at most {MAX_ATTEMPTS}, not {self.max_attempts!r}"
+            )
+        if self.timeout is not None:
+            checked_seconds("timeout", self.timeout, positive=True)
+        if self.delay is not None:
+            checked_seconds("delay", self.delay)
+        checked_seconds("backoff", self.backoff)
+        checked_seconds("max_backoff", self.max_backoff)
+
+
+def is_storable_text(text: str) -> bool:
+    """Whether a name can be stored: text that encodes as UTF-8. A lone surrogate, as Python
+    makes of command-line bytes that are not UTF-8 (b'\\xff' becomes '\\udcff'), does not."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def default_task_name(func: Callable[..., Any]) -> str:

@@ -7,6 +7,8 @@ import threading
 from dataclasses import dataclass
 
 from ..errors import ConfigurationError
+from ..models import checked_seconds
+from ..tasks import is_storable_text
 
 # Exit codes of a worker process, read by the supervisor.
 EXIT_OK = 0
@@ -19,6 +21,9 @@ EXIT_CRASHED = 70  # a bug stopped it; its jobs are queued again and it is resta
 BASE_ADDRESS_SPACE_MIB = 128
 TASK_ROOM_MIB = 64
 OTHER_THREADS = 5
+# The largest memory limit a worker process can be given: RLIMIT_AS is set in bytes, which
+# setrlimit takes as a signed 64-bit number (8 EiB, far beyond any address space).
+MAX_MEMORY_MIB = (2**63 - 1) >> 20
 
 
 def thread_stack_mib() -> int:
@@ -65,21 +70,51 @@ class WorkerSettings:
             raise ConfigurationError(f"procs must be 0 or more, not {self.procs}")
         if self.threads < 1:
             raise ConfigurationError(f"threads must be 1 or more, not {self.threads}")
-        if self.grace < 0:
-            raise ConfigurationError(f"grace must be 0 or more seconds, not {self.grace}")
-        if self.lease <= 0:
-            raise ConfigurationError(f"lease must be more than 0 seconds, not {self.lease}")
-        if self.memory_limit is not None and self.memory_limit < self.least_memory:
+        if self.batch < 1:
+            raise ConfigurationError(f"batch must be 1 or more, not {self.batch}")
+        # Each is a sleep, a wait or a deadline: nan or inf would spin or never end, and 0
+        # would spin where it is a pause between two looks.
+        for name, positive in (
+            ("grace", False),
+            ("lease", True),
+            ("poll", True),
+            ("idle_after", False),
+            ("idle_poll", True),
+            ("backstop", True),
+            ("cancel_grace", False),
+        ):
+            checked_seconds(name, getattr(self, name), positive=positive)
+        if self.memory_limit is not None:
+            self._check_memory_limit(self.memory_limit)
+        if self.queues is not None and not all(self.queues):
+            raise ConfigurationError("queue names must not be empty")
+        for queue in self.queues or ():
+            if not isinstance(queue, str) or not is_storable_text(queue):
+                raise ConfigurationError(f"queue {queue!r} is not valid UTF-8 text")
+
+    def _check_memory_limit(self, limit: int) -> None:
+        if not isinstance(limit, int) or isinstance(limit, bool):
+            raise ConfigurationError(f"memory_limit must be a whole number of MiB, not {limit!r}")
+        if limit > MAX_MEMORY_MIB:
             raise ConfigurationError(
-                f"a memory limit of {self.memory_limit} MiB is too small for {self.threads} "
+                f"a memory limit of {limit} MiB is more than RLIMIT_AS can take "
+                f"({MAX_MEMORY_MIB} MiB)"
+            )
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY and limit << 20 > hard:
+            raise ConfigurationError(
+                f"a memory limit of {limit} MiB is above this process's hard limit of "
+                f"address space ({hard >> 20} MiB, ulimit -Hv), which only root can raise"
+            )
+        if limit < self.least_memory:
+            raise ConfigurationError(
+                f"a memory limit of {limit} MiB is too small for {self.threads} "
                 f"threads: their stacks reserve {thread_stack_mib()} MiB of address space each "
                 f"and Python itself about {BASE_ADDRESS_SPACE_MIB} MiB; allow at least "
                 f"{self.least_memory} MiB or run fewer threads"
             )
-        if self.memory_limit is not None and self.procs == 0:
+        if self.procs == 0:
             raise ConfigurationError("a memory limit needs worker processes (procs >= 1)")
-        if self.queues is not None and not all(self.queues):
-            raise ConfigurationError("queue names must not be empty")
 
     @property
     def least_memory(self) -> int:

@@ -8,15 +8,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sqlite3
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from jobq import JobQ
+from jobq.errors import ConfigurationError
 from jobq.worker.settings import WorkerSettings
 from tests.support import postgres
-from tests.support.helpers import FINISHED, SAMPLE_APP, assert_refused, cli_status, wait_for
+from tests.support.helpers import (
+    FINISHED,
+    JOBQ,
+    SAMPLE_APP,
+    assert_refused,
+    cli_status,
+    wait_for,
+)
 
 ECHO = "tests.support.sample_tasks.echo"
 ADD = "tests.support.sample_tasks.add"
@@ -141,6 +152,11 @@ def test_wrong_types_against_hints(jobq: Any, database: str, seeded: int) -> Non
         (("--delay", "-1"), ("--delay",)),
         (("--timeout", "0"), ("--timeout",)),
         (("--delay", "soon"), ("--delay",)),
+        (("--max-attempts", "9223372036854775808"), ("--max-attempts", "range")),
+        (("--max-attempts", "1000001"), ("--max-attempts", "range")),
+        (("--delay", "1e12"), ("--delay", "100 years")),
+        (("--delay", "5300w"), ("--delay", "100 years")),
+        (("--queue", "q\udcff"), ("--queue", "UTF-8")),  # the bytes q\xff, as Python gets them
     ],
 )
 def test_bad_submit_options(
@@ -152,6 +168,10 @@ def test_bad_submit_options(
 def test_empty_task_name(jobq: Any, database: str, seeded: int) -> None:
     refused_submit(jobq, database, "", words=("task name",))
     refused_submit(jobq, database, "   ", words=("task name",))
+
+
+def test_a_task_name_that_is_not_utf8_is_refused(jobq: Any, database: str, seeded: int) -> None:
+    refused_submit(jobq, database, "task\udcff", "1", words=("TASK", "UTF-8"))
 
 
 # -- names that look dangerous ---------------------------------------------------------------
@@ -282,6 +302,23 @@ def test_bad_app_for_submit_writes_nothing(jobq: Any, database: str, seeded: int
 
 
 # -- --db ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--db", "", "list"), ("list", "--db", ""), ("--db", "", "submit", ECHO, "1")],
+)
+def test_an_empty_db_is_refused_not_replaced_by_jobq_db(
+    jobq: Any, database: str, seeded: int, args: tuple[str, ...]
+) -> None:
+    assert_refused(jobq(*args), "--db", "empty")
+    assert count_jobs(database) == seeded
+
+
+def test_a_db_path_that_is_not_utf8_is_refused(jobq: Any, tmp_path: Path) -> None:
+    path = tmp_path / "jobs\udcff.db"
+    assert_refused(jobq("--db", str(path), "submit", ECHO, "1"), "--db", "UTF-8")
+    assert list(tmp_path.iterdir()) == []  # no file made
 
 
 def test_db_is_a_directory(jobq: Any, tmp_path: Path) -> None:
@@ -450,6 +487,35 @@ def test_bad_options(jobq: Any, database: str, seeded: int, args: tuple[str, ...
     assert count_jobs(database) == seeded
 
 
+# -- names that are not UTF-8 ----------------------------------------------------------------
+
+
+def count_workers(database: str) -> int:
+    with sqlite3.connect(database) as connection:
+        count = int(connection.execute("SELECT COUNT(*) FROM workers").fetchone()[0])
+    connection.close()
+    return count
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (("list", "--queue", "\udcff"), "--queue"),
+        (("list", "--task", "\udcff"), "--task"),
+        # It crash-looped: each worker process failed on its first claim, and --burst never
+        # ended the supervisor.
+        (("worker", "--queues", "default,\udcff", "--procs", "1", "--burst"), "--queues"),
+        (("worker", "--queues", "\udcff", "--procs", "0", "--burst"), "--queues"),
+    ],
+)
+def test_names_that_are_not_utf8_are_refused(
+    jobq: Any, database: str, seeded: int, args: tuple[str, ...], option: str
+) -> None:
+    assert_refused(jobq(*args, timeout=30), option, "UTF-8")
+    assert count_jobs(database) == seeded
+    assert count_workers(database) == 0
+
+
 # -- numbers SQLite or Python cannot hold ----------------------------------------------------
 
 
@@ -494,3 +560,161 @@ def test_a_memory_limit_too_small_for_the_threads_is_refused_before_anything_sta
     assert not database.exists()
     started = jobq("--db", str(database), *worker, "--max-memory", str(needed), timeout=60)
     assert started.returncode == 0, started.stderr
+
+
+# -- times -----------------------------------------------------------------------------------
+
+# Every option that takes seconds, with what the command needs to get as far as using it.
+SECONDS_OPTIONS = [
+    ("submit", ECHO, "1", "--delay"),
+    ("submit", ECHO, "1", "--timeout"),
+    ("status", "--watch", "--interval"),
+    ("wait", "1", "--timeout"),
+    ("worker", "--procs", "0", "--burst", "--lease"),
+    ("worker", "--procs", "0", "--burst", "--grace"),
+    ("worker", "--procs", "0", "--burst", "--cancel-grace"),
+    ("purge", "--older-than"),
+    ("demo", "--jobs", "1", "--procs", "1", "--seconds"),
+]
+
+
+@pytest.mark.parametrize("command", SECONDS_OPTIONS, ids=lambda command: " ".join(command[::2]))
+@pytest.mark.parametrize(
+    ("value", "word"),
+    [("nan", "finite"), ("inf", "finite"), ("-1", "seconds"), ("1e12", "100 years")],
+)
+def test_seconds_options_refuse_what_no_clock_takes(
+    jobq: Any, database: str, seeded: int, command: tuple[str, ...], value: str, word: str
+) -> None:
+    """nan used to be a traceback (--interval), a spinning heartbeat (--lease), a wait that
+    never ended (wait --timeout); 1e12 a sleep past any deadline."""
+    *args, option = command
+    assert_refused(jobq(*args, option, value, timeout=30), option, word)
+    assert count_jobs(database) == seeded
+    assert count_workers(database) == 0
+
+
+def test_seconds_options_take_durations_with_units(jobq: Any, database: str, seeded: int) -> None:
+    """--delay 1h was refused ("not a valid float range") where purge --older-than 7d worked."""
+    result = jobq("submit", ECHO, "1", "--delay", "1h", "--timeout", "5m")
+    assert result.returncode == 0, result.stderr
+    job = cli_status(jobq, int(result.stdout))
+    assert job["status"] == "scheduled"
+    assert job["run_at"] - job["created_at"] == pytest.approx(3600, abs=5)
+    assert job["timeout"] == 300
+    later = jobq("submit", ECHO, "2", "--delay", "5200w")  # 99.7 years: within the bound
+    assert later.returncode == 0, later.stderr
+    worker = ("worker", "--app", SAMPLE_APP, "--procs", "0", "--burst")
+    done = jobq(*worker, "--lease", "1m", "--grace", "10s", "--cancel-grace", "1.5", timeout=60)
+    assert done.returncode == 0, done.stderr
+    waited = jobq("wait", str(seeded), "--timeout", "1m")
+    assert waited.returncode == 0, waited.stderr
+    assert "100 years" in jobq("submit", "--help").stdout
+
+
+def test_status_shows_a_time_outside_the_calendar(jobq: Any, database: str, seeded: int) -> None:
+    """A job accepted with --delay 1e12 (before delays were bounded) made jobq status ID fail
+    with "year 33715 is out of range"."""
+    connection = sqlite3.connect(database)
+    with connection:
+        connection.execute("UPDATE jobs SET status = 'scheduled', run_at = 1e12")
+    connection.close()
+    shown = jobq("status", str(seeded), COLUMNS="250")
+    assert shown.returncode == 0, shown.stderr
+    assert "1000000000000.0 (unix seconds, outside the calendar)" in shown.stdout
+    assert cli_status(jobq, seeded)["run_at"] == 1e12
+
+
+# -- memory limits ---------------------------------------------------------------------------
+
+
+def test_a_memory_limit_beyond_what_rlimit_as_takes_is_refused(
+    jobq: Any, database: str, seeded: int
+) -> None:
+    """2**70 MiB crash-looped every worker process (setrlimit: OverflowError), so a --burst
+    worker never exited."""
+    worker = ("worker", "--app", SAMPLE_APP, "--procs", "1", "--burst")
+    assert_refused(jobq(*worker, "--max-memory", str(2**70), timeout=30), "--max-memory", "range")
+    assert count_workers(database) == 0
+
+
+def test_a_memory_limit_above_the_hard_limit_is_refused(
+    cli_env: dict[str, str], database: str, seeded: int, tmp_path: Path
+) -> None:
+    """Only root raises a hard limit: each worker process's setrlimit failed, for ever."""
+    hard_kib = 8 << 20  # 8 GiB of address space: Python starts in far less
+    worker = [*JOBQ, "worker", "--app", SAMPLE_APP, "--procs", "1", "--burst"]
+    result = subprocess.run(
+        [
+            "sh",
+            "-c",
+            f'ulimit -v {hard_kib} && exec "$@"',
+            "sh",
+            *worker,
+            "--max-memory",
+            "16384",
+        ],
+        env=cli_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert_refused(result, "16384 MiB", "hard limit", "8192 MiB")
+    assert count_workers(database) == 0
+
+
+# -- the library refuses the same ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("max_attempts", 2**63),
+        ("max_attempts", 1_000_001),
+        ("max_attempts", True),
+        ("priority", 2**63),
+        ("delay", 1e12),
+        ("delay", math.nan),
+        ("delay", -1),
+        ("timeout", math.inf),
+        ("timeout", 0),
+        ("queue", "q\udcff"),
+    ],
+)
+def test_submit_options_refused_by_the_library(
+    app: JobQ, database: str, name: str, value: Any
+) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        app.submit(ECHO, ["x"], **{name: value})
+    assert count_jobs(database) == -1  # nothing written, no database made
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("backoff", math.nan), ("max_backoff", math.inf), ("max_attempts", 10**7)],
+)
+def test_task_options_refused_by_the_library(app: JobQ, name: str, value: Any) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        app.task(**{name: value})(lambda: None)
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        ({"lease": math.nan}, "lease"),
+        ({"lease": 0}, "lease"),
+        ({"grace": math.inf}, "grace"),
+        ({"cancel_grace": -1}, "cancel_grace"),
+        ({"poll": 0}, "poll"),
+        ({"idle_poll": math.nan}, "idle_poll"),
+        ({"backstop": 1e12}, "backstop"),
+        ({"idle_after": math.inf}, "idle_after"),
+        ({"procs": 1, "memory_limit": 2**70}, "RLIMIT_AS"),
+        ({"procs": 1, "memory_limit": 2**44}, "RLIMIT_AS"),
+        ({"queues": ("default", "\udcff")}, "UTF-8"),
+    ],
+)
+def test_worker_settings_refused_by_the_library(settings: dict[str, Any], words: str) -> None:
+    with pytest.raises(ConfigurationError, match=words):
+        WorkerSettings(database="x", **settings)
