@@ -60,6 +60,13 @@ def translate(error: Exception, where: str) -> DatabaseError:
     message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if isinstance(error, _RETRYABLE):
         return DatabaseBusyError(f"a concurrent transaction on {where} got in the way: {message}")
+    if isinstance(error, pg_errors.QueryCanceled):
+        # An OperationalError to psycopg, but the connection is fine: the server ended one
+        # statement (statement_timeout, or pg_cancel_backend) and rolled its transaction back.
+        return DatabaseError(
+            f"the database cancelled the statement (statement_timeout, or a cancel request) "
+            f"on {where}: {message}"
+        )
     if isinstance(error, psycopg.OperationalError):
         return ConnectionLostError(f"no usable connection to {where}: {message}")
     return DatabaseError(f"database error on {where}: {message}")
@@ -149,7 +156,9 @@ class PostgreSQLConnections:
             connection.close()
 
     def _failed(self, connection: Any, error: Exception) -> DatabaseError:
-        lost = isinstance(error, psycopg.OperationalError) and not isinstance(error, _RETRYABLE)
+        lost = isinstance(error, psycopg.OperationalError) and not isinstance(
+            error, (*_RETRYABLE, pg_errors.QueryCanceled)
+        )
         if lost or connection.broken:
             self._discard(connection)
         return translate(error, self.where)

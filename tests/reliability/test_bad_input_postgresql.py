@@ -49,6 +49,11 @@ def seeded(jobq: Any, database: str) -> int:
         (("--cmd", "true", "--env", "1BAD=x"), ("1BAD",)),
         (("--cmd", "true", "--cwd", "/no/such/dir"), ("/no/such/dir", "does not exist")),
         (("",), ("task name",)),
+        (("task\udcff", "1"), ("TASK", "UTF-8")),  # the bytes task\xff, as Python gets them
+        ((ECHO, "1", "--queue", "q\udcff"), ("--queue", "UTF-8")),
+        ((ECHO, "1", "--max-attempts", "9223372036854775808"), ("--max-attempts", "range")),
+        ((ECHO, "1", "--delay", "1e12"), ("--delay", "100 years")),
+        ((ECHO, "1", "--delay", "nan"), ("--delay", "finite")),
     ],
 )
 def test_refused_submits_write_nothing(
@@ -127,3 +132,49 @@ def test_payloads_round_trip_exactly(jobq: Any, database: str, seeded: int) -> N
     job_id = result.stdout.strip()
     shown = json.loads(jobq("status", job_id, "--json").stdout)
     assert shown["kwargs"] == value
+
+
+def count_workers(url: str) -> int:
+    import psycopg
+
+    schema = url.rsplit("schema=", 1)[1]
+    with psycopg.connect(postgres.SERVER, autocommit=True) as connection:
+        return int(connection.execute(f'SELECT COUNT(*) FROM "{schema}".workers').fetchone()[0])
+
+
+@pytest.mark.parametrize("procs", ["0", "1"])
+def test_a_worker_for_a_queue_that_is_not_utf8_is_refused(
+    jobq: Any, database: str, seeded: int, procs: str
+) -> None:
+    """It crash-looped (procs 1: a burst supervisor that never exited)."""
+    worker = ("worker", "--app", SAMPLE_APP, "--procs", procs, "--burst")
+    assert_refused(jobq(*worker, "--queues", "default,q\udcff", timeout=30), "--queues", "UTF-8")
+    assert count_workers(database) == 0
+    assert postgres.count_jobs(database) == seeded
+
+
+def test_status_shows_a_time_outside_the_calendar(jobq: Any, database: str, seeded: int) -> None:
+    import psycopg
+
+    schema = database.rsplit("schema=", 1)[1]
+    with psycopg.connect(postgres.SERVER, autocommit=True) as connection:
+        connection.execute(f"UPDATE \"{schema}\".jobs SET status = 'scheduled', run_at = 1e12")
+    shown = jobq("status", str(seeded), COLUMNS="250")
+    assert shown.returncode == 0, shown.stderr
+    assert "1000000000000.0 (unix seconds, outside the calendar)" in shown.stdout
+
+
+def test_a_statement_timeout_is_reported_as_such(jobq: Any, database: str, seeded: int) -> None:
+    """It was reported as "no usable connection": QueryCanceled is an OperationalError to
+    psycopg, but the server only ended the statement. A lock held elsewhere makes the
+    statement outlast the timeout every time."""
+    import psycopg
+
+    schema = database.rsplit("schema=", 1)[1]
+    timed = f"{database}&options=-cstatement_timeout%3D300"
+    with psycopg.connect(postgres.SERVER) as holder:  # one transaction, open until the end
+        holder.execute(f'LOCK TABLE "{schema}".jobs IN ACCESS EXCLUSIVE MODE')
+        for args in (("status",), ("list",), ("submit", ECHO, "1")):
+            line = assert_refused(jobq("--db", timed, *args), "cancelled", "statement_timeout")
+            assert "no usable connection" not in line
+    assert postgres.count_jobs(database) == seeded
