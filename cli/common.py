@@ -15,9 +15,8 @@ import click
 from jobq import JobQ
 from jobq.errors import ConfigurationError, JobQError, PayloadError
 from jobq.models import MAX_SECONDS, MAX_SECONDS_TEXT
-from jobq.payload import MAX_DEPTH
+from jobq.payload import MAX_DEPTH, is_storable_text
 from jobq.store import DEFAULT_DATABASE, Store, open_store
-from jobq.tasks import is_storable_text
 
 # -- parameter types: each refuses a bad value as click parses it, naming the option ------
 

@@ -142,18 +142,24 @@ def _check_unicode(text: str, value: Any, where: str) -> None:
         ) from None
 
 
+def is_storable_text(text: str) -> bool:
+    """Whether a name can be stored: text that encodes as UTF-8. A lone surrogate, as Python
+    makes of command-line bytes that are not UTF-8 (b'\\xff' becomes '\\udcff'), does not."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _surrogate_path(value: Any) -> list[str] | None:
     """Where in ``value`` a str that does not encode as UTF-8 sits (innermost first)."""
     if isinstance(value, str):
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return []
-        return None
+        return None if is_storable_text(value) else []
     items: Any = ()
     if isinstance(value, dict):
         for key in value:
-            if _surrogate_path(key) is not None:
+            if not is_storable_text(key):
                 return [f" key {key!r}"]
         items = ((f"[{key!r}]", item) for key, item in value.items())
     elif isinstance(value, (list, tuple)):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ArgumentError, ConfigurationError
 from .models import checked_seconds
+from .payload import is_storable_text
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
@@ -76,16 +77,6 @@ class TaskOptions:
             checked_seconds("delay", self.delay)
         checked_seconds("backoff", self.backoff)
         checked_seconds("max_backoff", self.max_backoff)
-
-
-def is_storable_text(text: str) -> bool:
-    """Whether a name can be stored: text that encodes as UTF-8. A lone surrogate, as Python
-    makes of command-line bytes that are not UTF-8 (b'\\xff' becomes '\\udcff'), does not."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def default_task_name(func: Callable[..., Any]) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigurationError
 from ..models import checked_seconds
-from ..tasks import is_storable_text
+from ..payload import is_storable_text
 
 # Exit codes of a worker process, read by the supervisor.
 EXIT_OK = 0
