@@ -40,7 +40,8 @@ from .records import (
     dependency_error,
     job_record,
     outcome_chunks,
-    pid_alive,
+    presumed_dead,
+    process_start,
     worker_lost,
     worker_record,
 )
@@ -580,10 +581,12 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
     ) -> None:
         self._execute(
             "INSERT INTO workers (id, kind, pid, host, supervisor_pid, queues, threads,"
-            f" started_at, heartbeat_at) VALUES (%s, %s, %s, %s, %s, %s, %s, {NOW}, {NOW})"
+            " process_start, started_at, heartbeat_at)"
+            f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, {NOW}, {NOW})"
             " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, pid = excluded.pid,"
             " host = excluded.host, supervisor_pid = excluded.supervisor_pid,"
             " queues = excluded.queues, threads = excluded.threads,"
+            " process_start = excluded.process_start,"
             " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at",
             (
                 worker_id,
@@ -593,6 +596,7 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
                 supervisor_pid,
                 json.dumps(list(queues)) if queues else None,
                 threads,
+                process_start(pid),
             ),
         )
 
@@ -637,25 +641,17 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
         return len(rows)
 
     def reap(self, lease: float, host: str | None = None) -> list[str]:
-        rows = self._read(f"SELECT id, pid, host, heartbeat_at < {NOW} - %s FROM workers", (lease,))
-        dead = []
-        for worker_id, pid, worker_host, silent in rows:
-            if silent:
-                dead.append((worker_id, f"worker {worker_id} stopped heartbeating"))
-            elif host is not None and worker_host == host and not pid_alive(pid):
-                dead.append((worker_id, f"worker process {pid} on {host} is gone"))
+        found = f"SELECT id, pid, host, process_start, heartbeat_at < {NOW} - %s FROM workers"
+        dead = [row[0] for row in self._read(found, (lease,)) if presumed_dead(row, host)]
         reaped = []
         with self._write() as connection:
-            for worker_id, reason in dead:
-                # Re-check under the row's lock: the worker may have heartbeated meanwhile.
+            for worker_id in dead:
+                # Again under the row's lock: the worker may have heartbeated meanwhile.
                 row = connection.execute(
-                    f"SELECT heartbeat_at < {NOW} - %s, pid, host FROM workers WHERE id = %s"
-                    " FOR UPDATE",
-                    (lease, worker_id),
+                    f"{found} WHERE id = %s FOR UPDATE", (lease, worker_id)
                 ).fetchone()
-                if row is None:
-                    continue
-                if not row[0] and not (host == row[2] and not pid_alive(row[1])):
+                reason = presumed_dead(row, host) if row is not None else None
+                if reason is None:
                     continue
                 self._release(connection, worker_id, reason, refund=False)
                 connection.execute("DELETE FROM workers WHERE id = %s", (worker_id,))

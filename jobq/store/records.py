@@ -98,12 +98,60 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     # A zombie (dead, not yet reaped: an orphan waits for init to reap it) is dead to us.
+    stat = _stat(pid)
+    if stat is None:
+        return True  # no /proc (not Linux) or a race: kill(0) said it exists
+    return stat[0] not in (b"Z", b"X")
+
+
+def _stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command name (state first), or None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
-            state = handle.read().rsplit(b")", 1)[-1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc (not Linux) or a race: kill(0) said it exists
-    return state not in (b"Z", b"X")
+            return handle.read().rsplit(b")", 1)[-1].split()
+    except OSError:
+        return None
+
+
+def process_start(pid: int) -> str | None:
+    """What tells process ``pid`` from a later process given the same pid: the boot it runs
+    in and its start time in clock ticks since that boot. None where /proc does not say."""
+    stat = _stat(pid)
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            boot = handle.read().strip()
+        return f"{boot} {int(stat[19])}" if stat is not None else None
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def process_state(pid: int, start: str | None) -> str:
+    """What became of the process a worker registered as (``pid``, ``start``) on this host:
+    "gone" (exited, a zombie, or its pid given to a new process since), "frozen" (stopped by
+    a signal such as SIGSTOP, or by a debugger) or "running"."""
+    if not pid_alive(pid):
+        return "gone"
+    if start is not None and process_start(pid) not in (None, start):
+        return "gone"
+    stat = _stat(pid)
+    return "frozen" if stat is not None and stat[0] in (b"T", b"t") else "running"
+
+
+def presumed_dead(row: Sequence[Any], host: str | None) -> str | None:
+    """Why a registered worker is dead, or None while it may be alive. ``row``: its id,
+    pid, host, process_start and whether its heartbeat is older than a lease. On this host
+    (``host``) its process decides: a running one is alive however long its heartbeat is
+    held up (by a database locked or full for longer than a lease); a frozen one is dead once
+    silent. Elsewhere, the heartbeat is all there is to go by."""
+    worker_id, pid, worker_host, start, silent = row
+    if host is not None and worker_host == host:
+        state = process_state(pid, start)
+        if state == "gone":
+            return f"worker process {pid} on {host} is gone"
+        if state == "frozen" and silent:
+            return f"worker process {pid} on {host} is stopped and silent for a lease"
+        return None
+    return f"worker {worker_id} stopped heartbeating" if silent else None
 
 
 # The columns job_record reads, in its order; and the workers query both backends share.

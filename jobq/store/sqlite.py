@@ -31,7 +31,8 @@ from .records import (
     dependency_error,
     job_record,
     outcome_chunks,
-    pid_alive,
+    presumed_dead,
+    process_start,
     worker_lost,
     worker_record,
 )
@@ -430,11 +431,12 @@ class SQLiteStore(SQLiteConnections, Store):
         queues: Sequence[str] | None,
         threads: int,
     ) -> None:
-        now = time.time()
+        now, start = time.time(), process_start(pid)
         with self._write() as connection:
             connection.execute(
                 "INSERT OR REPLACE INTO workers (id, kind, pid, host, supervisor_pid, queues,"
-                " threads, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " threads, process_start, started_at, heartbeat_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     worker_id,
                     kind,
@@ -443,6 +445,7 @@ class SQLiteStore(SQLiteConnections, Store):
                     supervisor_pid,
                     json.dumps(list(queues)) if queues else None,
                     threads,
+                    start,
                     now,
                     now,
                 ),
@@ -523,23 +526,17 @@ class SQLiteStore(SQLiteConnections, Store):
 
     def reap(self, lease: float, host: str | None = None) -> list[str]:
         now = time.time()
-        rows = self._read("SELECT id, pid, host, heartbeat_at FROM workers")
-        dead = []
-        for worker_id, pid, worker_host, heartbeat_at in rows:
-            if heartbeat_at < now - lease:
-                dead.append((worker_id, f"worker {worker_id} stopped heartbeating"))
-            elif host is not None and worker_host == host and not pid_alive(pid):
-                dead.append((worker_id, f"worker process {pid} on {host} is gone"))
+        found = "SELECT id, pid, host, process_start, heartbeat_at < ? FROM workers"
+        dead = [row[0] for row in self._read(found, (now - lease,)) if presumed_dead(row, host)]
         reaped = []
         with self._write() as connection:
-            for worker_id, reason in dead:
-                # Re-check inside the lock: the worker may have heartbeated meanwhile.
+            for worker_id in dead:
+                # Again inside the lock: the worker may have heartbeated meanwhile.
                 row = connection.execute(
-                    "SELECT heartbeat_at, pid, host FROM workers WHERE id = ?", (worker_id,)
+                    f"{found} WHERE id = ?", (now - lease, worker_id)
                 ).fetchone()
-                if row is None:
-                    continue
-                if row[0] >= now - lease and not (host == row[2] and not pid_alive(row[1])):
+                reason = presumed_dead(row, host) if row is not None else None
+                if reason is None:
                     continue
                 self._release(connection, worker_id, reason, refund=False)
                 connection.execute("DELETE FROM workers WHERE id = ?", (worker_id,))

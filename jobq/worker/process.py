@@ -123,6 +123,8 @@ class WorkerProcess:
 
     def run(self) -> int:
         settings = self.settings
+        if self.pulse is not None:
+            threading.Thread(target=self._pulse_loop, name="jobq-pulse", daemon=True).start()
         self.store = store = open_store(settings.database)
         self._register(patience=settings.lease)
         if not self.child:
@@ -229,12 +231,33 @@ class WorkerProcess:
             )
         except DatabaseError as error:
             log.error(
-                "worker %s could not hand its jobs back (%s); they are recovered when the "
-                "next worker on this host starts, or after the lease",
+                "worker %s could not hand its jobs back (%s); they are recovered once this "
+                "process has exited (by any worker on this host, or after the lease elsewhere)%s",
                 self.worker_id,
                 error,
+                "" if self.child else ", or when a try in the background gets through",
             )
+            if not self.child:  # a process that may live on long after its worker ended
+                threading.Thread(
+                    target=self._release_later, name="jobq-release", daemon=True
+                ).start()
             return 0
+
+    def _release_later(self) -> None:
+        """Keep handing the jobs back until the database takes it (or the process ends): on
+        its host, a worker whose process lives is never presumed dead."""
+        store = open_store(self.settings.database)
+        try:
+            while True:
+                try:
+                    store.release_worker(
+                        self.worker_id, reason="worker stopped before the job finished", refund=True
+                    )
+                    return
+                except DatabaseError:
+                    time.sleep(self.settings.heartbeat)
+        finally:
+            store.close()
 
     def _on_completer_crash(self) -> None:
         self.crashed = True
@@ -531,14 +554,22 @@ class WorkerProcess:
         if runner is not None and isinstance(runner.func, ShellRunner):
             runner.func.stop_all()
 
+    def _pulse_loop(self) -> None:
+        """Tell the supervisor this process is responsive, until it ends (shutting down too).
+        Its own thread, with no database write before it: a heartbeat held up by a locked or
+        full database must not get a healthy process killed. Only a process in which no
+        Python thread runs (a task holding the GIL in C code) stops pulsing."""
+        assert self.pulse is not None
+        while True:
+            self.pulse()
+            time.sleep(self.settings.heartbeat)
+
     def _heartbeat_loop(self) -> None:
         settings = self.settings
         store = self.store
         assert store is not None
         next_reap = time.monotonic() + settings.lease / 2
         while not self.finished.wait(settings.heartbeat):
-            if self.pulse is not None:
-                self.pulse()
             try:
                 if not store.heartbeat(self.worker_id):
                     # We were presumed dead and our jobs queued again; carry on as a new worker.

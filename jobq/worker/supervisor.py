@@ -313,8 +313,9 @@ class Supervisor:
         return True
 
     def _check_pulses(self, now: float) -> None:
-        """A child whose heartbeat thread has not run for a whole lease is stuck (a task
-        holding the GIL in C code, say): kill it so its jobs are recovered."""
+        """A child whose pulse thread has not run for a whole lease is stuck (a task holding
+        the GIL in C code, say): kill it so its jobs are recovered. The pulse needs no database
+        write, so a locked or full database does not make a child look stuck."""
         for child in self.children:
             if child.process is None or child.pulse is None:
                 continue

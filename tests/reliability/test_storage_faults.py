@@ -153,6 +153,57 @@ def test_a_locked_database_refuses_submits_in_one_line_and_workers_wait_it_out(
     assert worker.stop(timeout=15) == 0
 
 
+def test_a_lock_held_for_longer_than_the_lease_gets_no_live_worker_reaped_or_killed(
+    sample_app: JobQ,
+    database: str,
+    start_worker: Callable[..., WorkerHandle],
+    tmp_path: Path,
+) -> None:
+    """A lease of 2 s under SQLite's default busy timeout of 5 s: every heartbeat waits in the
+    busy handler for longer than a lease, and the lock outlasts three leases. Workers on this
+    host whose processes run are alive: none is killed as unresponsive, none reaped when
+    the lock goes, and every job runs once."""
+    sleepers = [sample_tasks.sleep.submit(0.4, f"s{index}").id for index in range(24)]
+    worker = start_worker("--procs", "2", "--threads", "3", "--lease", "2", "--grace", "5")
+    wait_for(lambda: len(worker.children()) == 2 and len(runs(tmp_path, "end-")) >= 3, timeout=20)
+    children = sorted(worker.children())
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, database, "7"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert holder.stdout.readline().strip() == "locked"
+        done_at_lock = sum(s == "succeeded" for s in statuses(database, sleepers).values())
+        holder.stdin.write("release\n")  # after 7 s in all
+        holder.stdin.flush()
+        released = holder.stdout.readline().strip()
+        assert holder.wait(timeout=20) == 0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(timeout=10)
+    wait_for(lambda: all_succeeded(database, sleepers), timeout=60)
+    output = worker.output()
+    starts, ends = runs(tmp_path, "start-"), runs(tmp_path, "end-")
+    attempts = dict(query(database, "SELECT id, attempts FROM jobs", timeout=10))
+    print(
+        f"\nlock {released} (lease 2 s, busy timeout 5 s); {done_at_lock}/{len(sleepers)} done "
+        f"when taken; children {children} -> {sorted(worker.children())}; attempts "
+        f"{sorted(set(attempts.values()))}; reaped: {output.count('recovered the jobs')}"
+    )
+    assert float(released.split()[1]) >= 6.0, released
+    assert done_at_lock < len(sleepers), "every job was done before the lock: proved nothing"
+    assert "unresponsive" not in output, output[-3000:]
+    assert "recovered the jobs of dead workers" not in output, output[-3000:]
+    assert sorted(worker.children()) == children, "a worker process was killed and restarted"
+    assert set(attempts.values()) == {1}, attempts
+    assert starts == ends == Counter(sleepers), (starts, ends)
+    assert worker.stop(timeout=15) == 0
+
+
 # -- 2. a full disk ------------------------------------------------------------------------
 
 RESULT_SIZE = 150_000  # a result that needs ~37 new pages of 4 KiB

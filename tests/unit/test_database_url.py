@@ -31,7 +31,9 @@ def test_paths_and_urls(text: str, path: Path, options: dict[str, str]) -> None:
     assert config.options == options
 
 
-def test_resolve_location_keeps_the_form_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolve_location_keeps_the_form_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert resolve_location("jobq.db") == str(tmp_path / "jobq.db")
     assert resolve_location("sqlite:///jobq.db?synchronous=full") == (
