@@ -60,14 +60,16 @@ _FEW = {"running": "jobs_running", "deferred": "jobs_deferred"}
 # The jobs_finished index's condition, written out whole so that SQLite can use the index.
 _FINISHED = "status IN ('succeeded', 'failed', 'cancelled')"
 
-# Queued jobs in claim order: every one (jobs_queued), or the shell commands alone, for a
-# worker without an app of tasks (jobs_queued_commands: a partial index only they enter).
+# Queued jobs: every one (jobs_queued), or the shell commands alone, for a worker without an
+# app of tasks (jobs_queued_commands: a partial index only they enter). Each in two orders:
+# queue by queue, and in claim order across every queue (the *_in_order index).
 _QUEUED = {
     False: ("jobs_queued", "status = 'queued'"),
     True: ("jobs_queued_commands", f"status = 'queued' AND task = '{SHELL_TASK}'"),
 }
 
-# Claim order within one queue: a walk of the index, stopping after :limit.
+# Claim order. For named queues, a walk of each one's part of the index (stopping after
+# :limit), merged; for every queue, one walk in claim order, whatever the number of queues.
 _CANDIDATES = {
     commands: f"""
 SELECT id, priority, run_at FROM jobs INDEXED BY {index}
@@ -78,17 +80,12 @@ LIMIT ?
     for commands, (index, waiting) in _QUEUED.items()
 }
 
-# The queues with queued jobs: one index descent each (a loose scan), however many jobs wait.
-_QUEUED_QUEUES = {
+_CANDIDATES_IN_ORDER = {
     commands: f"""
-WITH RECURSIVE found(name) AS (
-    SELECT MIN(queue) FROM jobs INDEXED BY {index} WHERE {waiting}
-    UNION ALL
-    SELECT (SELECT MIN(queue) FROM jobs INDEXED BY {index}
-            WHERE {waiting} AND queue > found.name)
-    FROM found WHERE found.name IS NOT NULL
-)
-SELECT name FROM found WHERE name IS NOT NULL
+SELECT id, priority, run_at FROM jobs INDEXED BY {index}_in_order
+WHERE {waiting}
+ORDER BY priority DESC, run_at, id
+LIMIT ?
 """
     for commands, (index, waiting) in _QUEUED.items()
 }
@@ -269,18 +266,21 @@ class SQLiteStore(SQLiteConnections, Store):
         now = time.time()
         if connection.execute(_DUE_EXISTS, (now,)).fetchone():
             connection.execute(_PROMOTE, (now,))
-        names = queues or [row[0] for row in connection.execute(_QUEUED_QUEUES[commands_only])]
-        if not names:
-            return []
-        # The best :limit of each queue, merged: the best :limit overall are among them.
-        candidates = []
-        for name in names:
-            candidates += connection.execute(_CANDIDATES[commands_only], (name, limit)).fetchall()
+        if not queues:
+            candidates = connection.execute(
+                _CANDIDATES_IN_ORDER[commands_only], (limit,)
+            ).fetchall()
+        else:
+            # The best :limit of each queue, merged: the best :limit overall are among them.
+            candidates = []
+            for name in queues:
+                found = connection.execute(_CANDIDATES[commands_only], (name, limit)).fetchall()
+                candidates += found
+            if len(queues) > 1:
+                candidates.sort(key=lambda row: (-row[1], row[2], row[0]))
+                del candidates[limit:]
         if not candidates:
             return []
-        if len(names) > 1:
-            candidates.sort(key=lambda row: (-row[1], row[2], row[0]))
-            del candidates[limit:]
         ids = ",".join(str(row[0]) for row in candidates)
         if self._has_json(connection):
             # The ids as one JSON parameter: one prepared statement, whatever the batch size.
