@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .common import database_of, db_option, emit_json, open_store_of
+from jobq.store import check_database
+
+from .common import chosen_database, db_option, emit_json
 
 
 @click.command()
@@ -12,17 +14,18 @@ from .common import database_of, db_option, emit_json, open_store_of
 @db_option
 @click.pass_context
 def check(ctx: click.Context, as_json: bool, database: str | None) -> None:
-    """Check the database: integrity, schema version, sizes and row counts.
+    """Check the database: integrity, the WAL, schema version, sizes and row counts.
 
-    Exits 1 when the integrity check finds a problem.
+    Reads a damaged file as far as it can. Exits 1 when it finds a problem.
     """
-    facts = open_store_of(ctx, database_of(ctx, database)).describe(integrity=True)
+    facts = check_database(chosen_database(ctx, database))
+    problems = facts.pop("problems")
     if as_json:
-        emit_json(facts)
+        emit_json({**facts, "problems": problems})
     else:
         for name, value in facts.items():
-            if name == "tables":
+            if name == "tables" and isinstance(value, dict):
                 value = ", ".join(f"{table} {count}" for table, count in value.items())
             click.echo(f"{name:<15} {value}")
-    if facts.get("integrity") != "ok":
-        raise click.ClickException(f"integrity check failed: {facts.get('integrity')}")
+    if problems:
+        raise click.ClickException("; ".join(str(problem) for problem in problems))

@@ -17,6 +17,7 @@ from .context import JobContext, current_job
 from .errors import (
     ArgumentError,
     ConfigurationError,
+    CorruptDatabaseError,
     DatabaseBusyError,
     DatabaseError,
     InvalidStateError,
@@ -57,6 +58,7 @@ __all__ = [
     "JobTimeout",
     "PayloadError",
     "Retry",
+    "CorruptDatabaseError",
     "SchemaVersionError",
     "Status",
     "Task",

@@ -28,6 +28,12 @@ class ConnectionLostError(DatabaseError):
     make up for either case once they reconnect."""
 
 
+class CorruptDatabaseError(DatabaseError):
+    """Raised when the database file is damaged ("database disk image is malformed", "file
+    is not a database"). Retrying cannot help: workers stop instead of retrying, and
+    ``jobq check`` says what is wrong. Restore a backup (docs/deploying.md)."""
+
+
 class SchemaVersionError(DatabaseError):
     """Raised when the database was migrated by a newer jobq than this one."""
 

@@ -6,12 +6,20 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, CorruptDatabaseError
 from .base import Store
 
-__all__ = ["DatabaseConfig", "Store", "open_store", "parse_database", "resolve_location"]
+__all__ = [
+    "DatabaseConfig",
+    "Store",
+    "check_database",
+    "open_store",
+    "parse_database",
+    "resolve_location",
+]
 
 DEFAULT_DATABASE = "jobq.db"
 # URL options: allowed values, or None for a whole number. busy_timeout is in milliseconds;
@@ -170,3 +178,55 @@ def open_store(location: str | Path, *, create: bool = True, migrate: bool = Tru
     from .sqlite import SQLiteStore
 
     return SQLiteStore(config, create=create, migrate=migrate)
+
+
+def check_database(location: str | Path) -> dict[str, Any]:
+    """What ``jobq check`` reports: ``Store.describe(integrity=True)``, and for SQLite what
+    only the files tell: whether the WAL holds what the wal-index says (read before the
+    file is opened: opening rebuilds the index), and the mark a process left on finding the
+    file damaged. A damaged file is described as far as it can be read. ``problems`` lists
+    what is wrong (none: the database is whole; its damage mark, if any, is then removed)."""
+    config = parse_database(location)
+    if config.backend == "postgresql":
+        store = open_store(location, create=False, migrate=False)
+        try:
+            facts = store.describe(integrity=True)
+        finally:
+            store.close()
+        facts["problems"] = [] if facts.get("integrity") == "ok" else [facts.get("integrity")]
+        return facts
+    from .sqlite import SQLiteStore
+    from .sqlite_files import damage_found, damage_mark, describe_file, mark_damaged, wal_state
+
+    path = config.path
+    wal = wal_state(path)  # first: any connection would rebuild the index
+    found = damage_found(path)
+    if found is not None or wal.startswith("lost"):
+        # Read it as it is: opening it as a store would refuse (marked) or recover the index.
+        facts = {"backend": "sqlite", "path": str(path), **describe_file(path, integrity=True)}
+    else:
+        try:
+            store = SQLiteStore(config, create=False, migrate=False)
+            try:
+                facts = store.describe(integrity=True)
+            finally:
+                store.close()
+        except CorruptDatabaseError:
+            found = damage_found(path) or "damaged"
+            facts = {"backend": "sqlite", "path": str(path), **describe_file(path, integrity=True)}
+    facts["wal"] = wal
+    integrity = facts.get("integrity")
+    problems = [] if integrity == "ok" else [f"integrity check failed: {integrity}"]
+    if problems and found is None:
+        mark_damaged(path, str(integrity).removeprefix("unreadable: "))
+        found = damage_found(path)
+    if wal.startswith("lost"):
+        problems.append(f"the WAL is {wal}")
+    if found is not None:
+        if problems:
+            facts["damage_mark"] = f"{damage_mark(path)}: {found}"
+        else:  # whole again (restored, repaired): later commands may use it
+            damage_mark(path).unlink(missing_ok=True)
+            facts["damage_mark"] = f"removed (the file is whole again; it said: {found})"
+    facts["problems"] = problems
+    return facts

@@ -9,7 +9,6 @@ import json
 import sqlite3
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
@@ -37,6 +36,7 @@ from .records import (
     worker_record,
 )
 from .sqlite_connections import SQLiteConnections, translate
+from .sqlite_files import describe_file
 
 if TYPE_CHECKING:
     from ..records import JobRecord, WorkerRecord
@@ -702,24 +702,11 @@ class SQLiteStore(SQLiteConnections, Store):
             time.sleep(PURGE_PAUSE)
 
     def describe(self, *, integrity: bool = False) -> dict[str, Any]:
-        import sqlite_utils  # only operators' `jobq check` needs it: keep it off workers
-
-        connection = self._connection()
-        database = sqlite_utils.Database(connection)
-        wal = Path(f"{self.path}-wal")
-        facts: dict[str, Any] = {
+        return {
             "backend": "sqlite",
             "path": str(self.path.resolve()),
-            "schema_version": self.schema_version(),
-            "journal_mode": database.journal_mode,
             "synchronous": self.synchronous.lower(),
             "busy_timeout_ms": self.busy_timeout_ms,
             "sqlite_version": sqlite3.sqlite_version,
-            "size_bytes": self.path.stat().st_size,
-            "wal_bytes": wal.stat().st_size if wal.exists() else 0,
-            "tables": {table.name: table.count for table in database.tables},
+            **describe_file(self.path, integrity=integrity),
         }
-        if integrity:
-            rows = self._read("PRAGMA integrity_check")
-            facts["integrity"] = "; ".join(str(row[0]) for row in rows)
-        return facts

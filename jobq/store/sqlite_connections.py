@@ -13,12 +13,14 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import DatabaseBusyError, DatabaseError, SchemaVersionError
+from ..errors import CorruptDatabaseError, DatabaseBusyError, DatabaseError, SchemaVersionError
 from . import DatabaseConfig
 from .migrations import migrations
+from .sqlite_files import damage_found, mark_damaged
 from .threads import close_with_thread
 
 _INHERITED: list[sqlite3.Connection] = []  # connections inherited across a fork: never closed
@@ -34,7 +36,11 @@ def translate(error: sqlite3.Error, path: object) -> DatabaseError:
     if "full" in message:
         return DatabaseError(f"the database {path} cannot grow: {message} (free space and retry)")
     if "not a database" in message or "malformed" in message:
-        return DatabaseError(f"{path} is not a usable SQLite database: {message}")
+        if isinstance(path, Path):
+            mark_damaged(path, message)
+        return CorruptDatabaseError(
+            f"the database {path} is damaged: {message} (nothing more was written; run jobq check)"
+        )
     return DatabaseError(f"database error on {path}: {message}")
 
 
@@ -86,6 +92,19 @@ class SQLiteConnections:
         if path.is_dir():
             raise DatabaseError(f"{path} is a directory, not a database file")
         if path.exists():
+            found = damage_found(path)
+            if found is not None:
+                raise CorruptDatabaseError(
+                    f"the database {path} is damaged ({found}); nothing was written. Run jobq "
+                    "check: it clears the mark once the file is whole again"
+                )
+            if not create and path.stat().st_size == 0 and not Path(f"{path}-wal").exists():
+                # What a crash can leave of a database never checkpointed whose WAL was
+                # removed; a read must not quietly turn it into a new, empty database.
+                raise DatabaseError(
+                    f"{path} is an empty file (0 bytes, no {path.name}-wal beside it), not a "
+                    "jobq database; nothing was written (check --db or JOBQ_DB)"
+                )
             return
         if not create:
             raise DatabaseError(f"no database at {path} (check --db or JOBQ_DB)")

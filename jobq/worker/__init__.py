@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from .patience import HOST
 from .process import WorkerProcess
-from .settings import EXIT_OK, EXIT_RECYCLE, WorkerSettings
+from .settings import EXIT_DAMAGED, EXIT_OK, EXIT_RECYCLE, WorkerSettings
 from .supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -19,7 +19,8 @@ __all__ = ["EXIT_OK", "EXIT_RECYCLE", "Supervisor", "WorkerProcess", "WorkerSett
 
 
 def run(app: JobQ, settings: WorkerSettings) -> int:
-    """Run workers for ``app`` with ``settings``; return the exit code."""
+    """Run workers for ``app`` with ``settings``; return the exit code. Raises
+    CorruptDatabaseError once every worker has stopped on a damaged database."""
     if settings.procs > 0:
         return Supervisor(app.tasks, settings).run()
     worker = WorkerProcess(app.tasks, settings, f"{HOST}/{os.getpid()}-{secrets.token_hex(3)}")
@@ -29,8 +30,14 @@ def run(app: JobQ, settings: WorkerSettings) -> int:
         previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
         worker.install_signals()
         try:
-            return worker.run()
+            return _checked(worker, worker.run())
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-    return worker.run()
+    return _checked(worker, worker.run())
+
+
+def _checked(worker: WorkerProcess, code: int) -> int:
+    if code == EXIT_DAMAGED and worker.damaged is not None:
+        raise worker.damaged
+    return code

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..context import JobContext
-from ..errors import DatabaseError
+from ..errors import CorruptDatabaseError, DatabaseError
 from ..faults import fault
 from ..models import ClaimedJob, Outcome
 from ..store import Store
@@ -76,7 +76,8 @@ class Completer:
         self.on_recorded = on_recorded
         self.refill = refill
         self.release = release  # queues jobs claimed but not started again, in this thread
-        self.on_crash: Callable[[], None] | None = None  # called if recording itself fails
+        # Called with the error if recording itself fails (a bug, or a damaged database).
+        self.on_crash: Callable[[Exception], None] | None = None
         self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="jobq-completer", daemon=True)
         # Recorded outcomes whose task has a callback, for the callbacks thread (None: stop).
@@ -141,10 +142,13 @@ class Completer:
             if batch:
                 try:
                     self._record(batch)
-                except Exception:  # noqa: BLE001 - a bug: stop the worker, never wedge it
+                except CorruptDatabaseError as error:
+                    if self.on_crash is not None:
+                        self.on_crash(error)
+                except Exception as error:  # noqa: BLE001 - a bug: stop the worker, never wedge it
                     log.exception("the completer failed; stopping the worker")
                     if self.on_crash is not None:
-                        self.on_crash()
+                        self.on_crash(error)
             if returned and self.release is not None:
                 try:
                     self.release(returned)

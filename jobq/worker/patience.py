@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from ..errors import DatabaseError
+from ..errors import CorruptDatabaseError, DatabaseError
 from ..store import Store
 
 log = logging.getLogger("jobq.worker")
@@ -28,13 +28,16 @@ def patiently(
     give_up: Callable[[], bool] = lambda: False,
 ) -> T:
     """``call()``, retried on DatabaseError with doubling pauses (50 ms up to 2 s) for up to
-    ``seconds`` (or until ``give_up()``); then the last error is raised. Each failed try is
+    ``seconds`` (or until ``give_up()``); then the last error is raised. A damaged database
+    (CorruptDatabaseError) is raised at once. Each failed try is
     logged as a warning saying ``what`` could not be done yet."""
     deadline = time.monotonic() + seconds
     pause = 0.05
     while True:
         try:
             return call()
+        except CorruptDatabaseError:
+            raise  # a damaged file stays damaged: waiting cannot help
         except DatabaseError as error:
             if time.monotonic() + pause > deadline or give_up():
                 raise

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..context import CancelFlag
-from ..errors import DatabaseError
+from ..errors import CorruptDatabaseError, DatabaseError
 from ..faults import fault
 from ..models import ClaimedJob, Outcome
 from ..shell import SHELL_TASK, ShellRunner
@@ -33,7 +33,7 @@ from .execute import (
 )
 from .patience import HOST, patiently, reap_dead
 from .runs import Pace, Run
-from .settings import EXIT_CRASHED, EXIT_OK, WorkerSettings
+from .settings import EXIT_CRASHED, EXIT_DAMAGED, EXIT_OK, WorkerSettings
 from .watchdog import Watchdog
 
 log = logging.getLogger("jobq.worker")
@@ -89,6 +89,7 @@ class WorkerProcess:
         self.finished = threading.Event()  # everything is over; background threads end
         self.stop_requests = 0
         self.crashed = False  # the fetcher died of a bug: exit non-zero
+        self.damaged: CorruptDatabaseError | None = None  # the database file is damaged: stop
         self.executors: list[threading.Thread] = []
         self.completer: Completer | None = None
         self.heart: threading.Thread | None = None
@@ -213,6 +214,8 @@ class WorkerProcess:
             )
         else:
             log.info("worker %s stopped", self.worker_id)
+        if self.damaged is not None:
+            return EXIT_DAMAGED
         return EXIT_CRASHED if self.crashed else EXIT_OK
 
     def _release_held(self) -> int:
@@ -259,8 +262,20 @@ class WorkerProcess:
         finally:
             store.close()
 
-    def _on_completer_crash(self) -> None:
+    def _on_completer_crash(self, error: Exception) -> None:
+        if isinstance(error, CorruptDatabaseError):
+            self._on_damage(error)
         self.crashed = True
+        self.stopping.set()
+
+    def _on_damage(self, error: CorruptDatabaseError) -> None:
+        """Stop: a damaged database stays damaged, and retrying would spin for ever. Outcomes
+        not recorded are lost with the file's damage; the jobs it holds are as the file is."""
+        with self.lock:
+            first = self.damaged is None
+            self.damaged = error
+        if first:
+            log.error("%s; worker %s stops", error, self.worker_id)
         self.stopping.set()
 
     def _register(self, patience: float) -> None:
@@ -292,6 +307,9 @@ class WorkerProcess:
                     if self._fetch_once():
                         break
                     pause = 0.05
+                except CorruptDatabaseError as error:
+                    self._on_damage(error)
+                    break
                 except DatabaseError as error:
                     # Locked or full: nothing was claimed. Wait and try again.
                     log.warning("fetching jobs failed, retrying in %.2f s: %s", pause, error)
@@ -578,5 +596,8 @@ class WorkerProcess:
                 if time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + settings.lease / 2
                     reap_dead(store, settings.lease)
+            except CorruptDatabaseError as error:
+                self._on_damage(error)
+                return
             except DatabaseError as error:
                 log.warning("heartbeat failed: %s", error)

@@ -14,6 +14,7 @@ from ..payload import is_storable_text
 EXIT_OK = 0
 EXIT_RECYCLE = 75  # stopped itself after a job timeout; restart at once, no backoff
 EXIT_CRASHED = 70  # a bug stopped it; its jobs are queued again and it is restarted
+EXIT_DAMAGED = 74  # the database file is damaged: the pool stops (restarting cannot help)
 
 # Address space a worker process reserves before any task runs (the interpreter, its
 # libraries, two malloc arenas: about 110 MiB measured, VmSize) plus room to run a task at

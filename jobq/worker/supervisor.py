@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
 
-from ..errors import ConfigurationError, DatabaseError
+from ..errors import ConfigurationError, CorruptDatabaseError, DatabaseError
 from ..shell import SHELL_TASK, ShellRunner
 from ..store import Store, open_store
 from ..tasks import Task
 from .patience import HOST, patiently, reap_dead
 from .process import WorkerProcess
-from .settings import EXIT_CRASHED, EXIT_OK, EXIT_RECYCLE, WorkerSettings
+from .settings import EXIT_CRASHED, EXIT_DAMAGED, EXIT_OK, EXIT_RECYCLE, WorkerSettings
 
 log = logging.getLogger("jobq.supervisor")
 
@@ -141,6 +141,7 @@ class Supervisor:
         self.children = [Child(slot) for slot in range(settings.procs)]
         self.signals = 0
         self.stopping = False
+        self.damaged: CorruptDatabaseError | None = None  # found damaged: stop, then raise it
         self.stop_deadline = 0.0
         self.id = f"{HOST}/{os.getpid()}/supervisor-{secrets.token_hex(3)}"
         self.store: Store | None = None
@@ -183,6 +184,8 @@ class Supervisor:
                 log.warning("could not unregister the supervisor: %s", error)
             store.close()
         log.info("supervisor %d stopped", os.getpid())
+        if self.damaged is not None:
+            raise self.damaged
         return EXIT_OK
 
     def _loop(self) -> None:
@@ -266,6 +269,13 @@ class Supervisor:
             # The process ended behind jobq's back (os._exit in a task): a crash like any other.
             reason = f"worker process {process.pid} exited ({describe_exit(code)}) from a task"
             code = EXIT_CRASHED
+        if code == EXIT_DAMAGED:
+            self._on_damage(
+                CorruptDatabaseError(
+                    f"the database {self.settings.database} is damaged (worker process "
+                    f"{process.pid} found it so and stopped); see jobq check"
+                )
+            )
         self._kill_commands(child)  # before its jobs go back: no copy may run on beside a rerun
         released = self._release(child.worker_id, reason, refund=clean)
         if not clean:
@@ -330,10 +340,21 @@ class Supervisor:
             self.store.heartbeat(self.id)
             if reap:
                 reap_dead(self.store, self.settings.lease)
+        except CorruptDatabaseError as error:
+            self._on_damage(error)
         except DatabaseError as error:
             log.warning("supervisor maintenance failed: %s", error)
 
     # -- stopping --------------------------------------------------------------------------
+
+    def _on_damage(self, error: CorruptDatabaseError) -> None:
+        """Stop the pool: restarting workers on a damaged file would crash-loop for ever
+        (and a burst pool would never end)."""
+        if self.damaged is None:
+            log.error("%s; stopping every worker process", error)
+            self.damaged = error
+        if not self.stopping:
+            self._begin_stop()
 
     def _signal(self, child: Child, signum: int) -> None:
         if child.process is not None and child.process.pid:
