@@ -693,13 +693,25 @@ class SQLiteStore(SQLiteConnections, Store):
         )
         parameters = (*statuses, time.time() - older_than)
         deleted = 0
-        while True:
-            with self._write() as connection:
-                count = connection.execute(sql, parameters).rowcount
-            deleted += count
-            if count < PURGE_CHUNK:
-                return deleted
-            time.sleep(PURGE_PAUSE)
+        connection = self._connection()
+        # Where SQLite is built to overwrite deleted rows (Debian's is), every freed page would
+        # be written again, zeroed: deleting would need as much room in the WAL as the jobs
+        # took, and on a full disk purge could not free anything. FAST zeroes what is written
+        # anyway (the rows' own pages), not the overflow pages large arguments and results
+        # took; those are reused by later jobs. The file is readable by its owner alone.
+        secure = connection.execute("PRAGMA secure_delete").fetchone()[0]
+        connection.execute("PRAGMA secure_delete = FAST")
+        try:
+            while True:
+                with self._write() as connection:
+                    count = connection.execute(sql, parameters).rowcount
+                deleted += count
+                if count < PURGE_CHUNK:
+                    break
+                time.sleep(PURGE_PAUSE)
+        finally:
+            connection.execute(f"PRAGMA secure_delete = {int(secure)}")
+        return deleted
 
     def describe(self, *, integrity: bool = False) -> dict[str, Any]:
         return {
