@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from jobq.worker.children import prefer_forkserver
 from jobq.worker.settings import MAX_MEMORY_MIB, WorkerSettings
 
 from .common import POSITIVE_SECONDS, SECONDS, TEXT, app_option, db_option, open_app
@@ -86,6 +87,8 @@ def worker(
     if not app_spec:
         click.echo("note: no --app: this worker runs shell-command jobs only", err=True)
     app = open_app(ctx, database, app_spec)
+    if procs == 0:  # tasks run in this process, jobq's own: as in a pool's processes
+        prefer_forkserver()
     names = tuple(name.strip() for name in queues.split(",")) if queues else None
     sys.exit(
         app.run_worker(

@@ -24,6 +24,7 @@ from ..models import ClaimedJob, Outcome
 from ..shell import SHELL_TASK, ShellRunner
 from ..store import Store, open_store
 from ..tasks import Task
+from .children import end_leftover_children
 from .completer import Completer, Refill
 from .execute import (
     describe_error,
@@ -208,6 +209,8 @@ class WorkerProcess:
             released = self._release_held()
         finally:
             self.store.close()
+        if self.child:  # a process of jobq's own: every other process in it is a task's
+            end_leftover_children()
         if forced:
             log.warning(
                 "worker %s stopped at once; %d running jobs queued again", self.worker_id, released

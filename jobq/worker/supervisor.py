@@ -28,6 +28,7 @@ from ..errors import ConfigurationError, CorruptDatabaseError, DatabaseError
 from ..shell import SHELL_TASK, ShellRunner
 from ..store import Store, open_store
 from ..tasks import Task
+from .children import prefer_forkserver
 from .patience import HOST, patiently, reap_dead
 from .process import WorkerProcess
 from .settings import EXIT_CRASHED, EXIT_DAMAGED, EXIT_OK, EXIT_RECYCLE, WorkerSettings
@@ -70,6 +71,7 @@ def _child_main(
     _die_with_parent()
     if os.getppid() != supervisor_pid:  # the supervisor died before prctl took effect
         os._exit(1)
+    prefer_forkserver()  # for tasks' multiprocessing: no fork of this threaded process
     if settings.memory_limit:
         _few_malloc_arenas()
         limit = settings.memory_limit * 1024 * 1024

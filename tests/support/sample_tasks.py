@@ -203,3 +203,26 @@ def _note(tag: str, context: object) -> None:
 def held(number: int) -> int:
     """A job whose completion callback blocks (see _blocking_callback)."""
     return number
+
+
+def _square(number: int) -> int:
+    return number * number
+
+
+@app.task
+def pooled(count: int) -> list[object]:
+    """A task that runs a multiprocessing.Pool, as the tutorial does, inside a threaded
+    worker process: the start method it gets, and the pool's answer."""
+    import multiprocessing
+
+    with multiprocessing.Pool(2) as pool:
+        total = sum(pool.map(_square, range(count)))
+    return [multiprocessing.get_start_method(), total]
+
+
+@app.task
+def leaves_a_process(seconds: float) -> int:
+    """Starts a process and returns without waiting for it: its pid."""
+    import subprocess
+
+    return subprocess.Popen(["sleep", str(seconds)]).pid
