@@ -10,6 +10,7 @@ import click
 
 from jobq import JobQ
 from jobq.store import DEFAULT_DATABASE
+from jobq.worker.settings import MAX_PROCS
 
 from .common import SECONDS, database_of, db_option
 
@@ -33,8 +34,8 @@ def task(task_name: int, seconds: float = 2.0) -> int:
 
 
 @click.command()
-@click.option("--jobs", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--procs", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--jobs", type=click.IntRange(1, 100_000), default=8, show_default=True)
+@click.option("--procs", type=click.IntRange(1, MAX_PROCS), default=5, show_default=True)
 @click.option(
     "--seconds",
     type=SECONDS,

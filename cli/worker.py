@@ -8,7 +8,7 @@ import sys
 import click
 
 from jobq.worker.children import prefer_forkserver
-from jobq.worker.settings import MAX_MEMORY_MIB, WorkerSettings
+from jobq.worker.settings import MAX_MEMORY_MIB, MAX_PROCS, MAX_THREADS, WorkerSettings
 
 from .common import POSITIVE_SECONDS, SECONDS, TEXT, app_option, db_option, open_app
 
@@ -17,14 +17,14 @@ from .common import POSITIVE_SECONDS, SECONDS, TEXT, app_option, db_option, open
 @app_option
 @click.option(
     "--procs",
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, MAX_PROCS),
     default=lambda: os.cpu_count() or 1,
     show_default="CPU count",
     help="Worker processes (0: threads in this process).",
 )
 @click.option(
     "--threads",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_THREADS),
     default=WorkerSettings.threads,
     show_default=True,
     help="Executor threads per process.",

@@ -12,7 +12,7 @@ from typing import Any, overload
 from .errors import ArgumentError, ConfigurationError
 from .job import Job
 from .models import NewJob
-from .payload import DEFAULT_MAX_PAYLOAD, encode_arguments
+from .payload import DEFAULT_MAX_PAYLOAD, encode_arguments, is_storable_text
 from .shell import SHELL_TASK, ShellRunner, check_command, remove_purged_logs, shell_allowed
 from .store import DEFAULT_DATABASE, Store, open_store, parse_database, resolve_location
 from .tasks import Callback, Task, TaskCall, TaskOptions
@@ -141,6 +141,8 @@ class JobQ:
         """
         if not isinstance(name, str) or not name.strip():
             raise ConfigurationError(f"a task name must be a non-empty string, not {name!r}")
+        if not is_storable_text(name):
+            raise ConfigurationError(f"task name {name!r} is not valid UTF-8 text")
         task = self.tasks.get(name)
         if task is not None:
             return task.options(**options).submit(*args, **(kwargs or {}))

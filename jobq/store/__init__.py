@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError, CorruptDatabaseError
 from .base import Store
@@ -74,7 +74,7 @@ class DatabaseConfig:
             (key, "***" if key.lower() == "password" else value)
             for key, value in parse_qsl(parts.query, keep_blank_values=True)
         ]
-        return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
+        return urlunsplit(parts._replace(query=urlencode(query, safe="*", quote_via=quote)))
 
 
 def parse_database(location: str | Path) -> DatabaseConfig:
@@ -159,7 +159,8 @@ def _parse_postgresql(text: str) -> DatabaseConfig:
             f"bad schema name {schema!r} in {text!r}: lower-case letters, digits and _, "
             "not starting with a digit"
         )
-    conninfo = urlunsplit(parts._replace(query=urlencode(kept)))
+    # %20, not +: libpq reads a + in a URI as a plus sign (options=-c%20statement_timeout=...)
+    conninfo = urlunsplit(parts._replace(query=urlencode(kept, quote_via=quote)))
     return DatabaseConfig("postgresql", conninfo=conninfo, schema=schema)
 
 

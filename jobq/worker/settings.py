@@ -12,6 +12,10 @@ from ..payload import is_storable_text
 
 # Exit codes of a worker process, read by the supervisor.
 EXIT_OK = 0
+# Beyond these a number is a slip of the keyboard, not a pool: 100,000 processes would take the
+# machine down before the first job ran. A thread reserves 8 MiB of address space for its stack.
+MAX_PROCS = 1024
+MAX_THREADS = 1024
 EXIT_RECYCLE = 75  # stopped itself after a job timeout; restart at once, no backoff
 EXIT_CRASHED = 70  # a bug stopped it; its jobs are queued again and it is restarted
 EXIT_DAMAGED = 74  # the database file is damaged: the pool stops (restarting cannot help)
@@ -67,10 +71,10 @@ class WorkerSettings:
     cancel_grace: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.procs < 0:
-            raise ConfigurationError(f"procs must be 0 or more, not {self.procs}")
-        if self.threads < 1:
-            raise ConfigurationError(f"threads must be 1 or more, not {self.threads}")
+        if not 0 <= self.procs <= MAX_PROCS:
+            raise ConfigurationError(f"procs must be 0 to {MAX_PROCS}, not {self.procs}")
+        if not 1 <= self.threads <= MAX_THREADS:
+            raise ConfigurationError(f"threads must be 1 to {MAX_THREADS}, not {self.threads}")
         if self.batch < 1:
             raise ConfigurationError(f"batch must be 1 or more, not {self.batch}")
         # Each is a sleep, a wait or a deadline: nan or inf would spin or never end, and 0

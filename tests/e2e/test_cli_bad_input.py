@@ -476,7 +476,11 @@ def test_bad_purge_status(jobq: Any, database: str, seeded: int) -> None:
         ("list", "--limit", "many"),
         ("worker", "--app", SAMPLE_APP, "--threads", "0"),
         ("worker", "--app", SAMPLE_APP, "--procs", "-1"),
+        ("worker", "--app", SAMPLE_APP, "--procs", "100000"),  # would fork until the host dies
+        ("worker", "--app", SAMPLE_APP, "--threads", "100000"),
         ("demo", "--jobs", "0"),
+        ("demo", "--jobs", "1000000000"),
+        ("demo", "--procs", "100000"),
         ("nosuchcommand",),
         ("submit",),
         ("status", "--bogus"),
@@ -713,8 +717,16 @@ def test_task_options_refused_by_the_library(app: JobQ, name: str, value: Any) -
         ({"procs": 1, "memory_limit": 2**70}, "RLIMIT_AS"),
         ({"procs": 1, "memory_limit": 2**44}, "RLIMIT_AS"),
         ({"queues": ("default", "\udcff")}, "UTF-8"),
+        ({"procs": 100_000}, "procs"),
+        ({"threads": 100_000}, "threads"),
     ],
 )
 def test_worker_settings_refused_by_the_library(settings: dict[str, Any], words: str) -> None:
     with pytest.raises(ConfigurationError, match=words):
         WorkerSettings(database="x", **settings)
+
+
+def test_a_task_name_that_is_not_utf8_is_refused_by_the_library(app: JobQ) -> None:
+    with pytest.raises(ConfigurationError, match="UTF-8"):
+        app.submit("task\udcff")  # before: a raw UnicodeEncodeError from the database
+    assert app.store.counts()["counts"]["queued"] == 0

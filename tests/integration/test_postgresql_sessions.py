@@ -48,3 +48,13 @@ def test_a_store_dropped_without_close_leaves_no_session() -> None:
             del store
         gc.collect()
         assert sessions("jobq-dropped-test") == 0
+
+
+def test_options_in_the_url_reach_the_server_as_written() -> None:
+    """A space in a URL option is %20, and must stay so: libpq reads + as a plus sign."""
+    with postgres.fresh_database() as url:
+        store = open_store(f"{url}&options=-c%20statement_timeout%3D1234")
+        try:
+            assert store._read("SHOW statement_timeout")[0][0] == "1234ms"  # noqa: SLF001
+        finally:
+            store.close()
