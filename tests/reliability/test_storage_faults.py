@@ -7,6 +7,7 @@ afterwards) and prints the figure it checks (run with ``-s`` to see them).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import signal
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,44 @@ print(f"released {time.monotonic() - start:.2f}", flush=True)
 """
 
 
+class HeldLock:
+    """The write lock, held by another process (LOCK_HOLDER)."""
+
+    def __init__(self, holder: subprocess.Popen[str]) -> None:
+        self.holder = holder
+
+    def still_held(self) -> bool:
+        return self.holder.poll() is None
+
+    def release(self) -> float:
+        """Let it go once held its ``seconds`` in all; how long it was held."""
+        assert self.holder.stdin is not None and self.holder.stdout is not None
+        self.holder.stdin.write("release\n")
+        self.holder.stdin.flush()
+        released = self.holder.stdout.readline().strip()
+        assert self.holder.wait(timeout=20) == 0
+        return float(released.split()[1])
+
+
+@contextlib.contextmanager
+def lock_held(database: str, seconds: float) -> Iterator[HeldLock]:
+    """The write lock, held by another process from entry for ``seconds`` at least."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, database, str(seconds)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        yield HeldLock(holder)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(timeout=10)
+
+
 def test_a_locked_database_refuses_submits_in_one_line_and_workers_wait_it_out(
     sample_app: JobQ,
     database: str,
@@ -86,15 +125,7 @@ def test_a_locked_database_refuses_submits_in_one_line_and_workers_wait_it_out(
     children = sorted(worker.children())
     total = job_count(database)
 
-    holder = subprocess.Popen(
-        [sys.executable, "-c", LOCK_HOLDER, database, "1.5"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdin is not None
-        assert holder.stdout.readline().strip() == "locked"
+    with lock_held(database, 1.5) as lock:
         done_at_lock = sum(s == "succeeded" for s in statuses(database, ids).values())
 
         # A user's submit: one clear line, a non-zero exit, no traceback.
@@ -107,16 +138,8 @@ def test_a_locked_database_refuses_submits_in_one_line_and_workers_wait_it_out(
         finally:
             locked_app.close()
         alive_during_lock = worker.process.poll() is None and sorted(worker.children()) == children
-        still_locked = holder.poll() is None
-        holder.stdin.write("release\n")
-        holder.stdin.flush()
-        released = holder.stdout.readline().strip()
-        assert holder.wait(timeout=10) == 0
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait(timeout=10)
-    held = float(released.split()[1])
+        still_locked = lock.still_held()
+        held = lock.release()
     print(
         f"\nlock held {held:.2f} s (busy_timeout 200 ms); {done_at_lock}/{len(ids)} jobs done "
         f"when it was taken; submit exit {refused.returncode}: {refused.stderr.strip()!r}; "
@@ -167,34 +190,20 @@ def test_a_lock_held_for_longer_than_the_lease_gets_no_live_worker_reaped_or_kil
     worker = start_worker("--procs", "2", "--threads", "3", "--lease", "2", "--grace", "5")
     wait_for(lambda: len(worker.children()) == 2 and len(runs(tmp_path, "end-")) >= 3, timeout=20)
     children = sorted(worker.children())
-    holder = subprocess.Popen(
-        [sys.executable, "-c", LOCK_HOLDER, database, "7"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdin is not None
-        assert holder.stdout.readline().strip() == "locked"
+    with lock_held(database, 7) as lock:
         done_at_lock = sum(s == "succeeded" for s in statuses(database, sleepers).values())
-        holder.stdin.write("release\n")  # after 7 s in all
-        holder.stdin.flush()
-        released = holder.stdout.readline().strip()
-        assert holder.wait(timeout=20) == 0
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait(timeout=10)
+        held = lock.release()  # after 7 s in all
     wait_for(lambda: all_succeeded(database, sleepers), timeout=60)
     output = worker.output()
     starts, ends = runs(tmp_path, "start-"), runs(tmp_path, "end-")
     attempts = dict(query(database, "SELECT id, attempts FROM jobs", timeout=10))
     print(
-        f"\nlock {released} (lease 2 s, busy timeout 5 s); {done_at_lock}/{len(sleepers)} done "
-        f"when taken; children {children} -> {sorted(worker.children())}; attempts "
-        f"{sorted(set(attempts.values()))}; reaped: {output.count('recovered the jobs')}"
+        f"\nlock held {held:.2f} s (lease 2 s, busy timeout 5 s); "
+        f"{done_at_lock}/{len(sleepers)} done when taken; children {children} -> "
+        f"{sorted(worker.children())}; attempts {sorted(set(attempts.values()))}; "
+        f"reaped: {output.count('recovered the jobs')}"
     )
-    assert float(released.split()[1]) >= 6.0, released
+    assert held >= 6.0, held
     assert done_at_lock < len(sleepers), "every job was done before the lock: proved nothing"
     assert "unresponsive" not in output, output[-3000:]
     assert "recovered the jobs of dead workers" not in output, output[-3000:]
