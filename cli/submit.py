@@ -99,7 +99,6 @@ def submit(
         raise click.UsageError("give either TASK (with its arguments) or --cmd, not both")
     if command is None and task is None:
         raise click.UsageError("give a TASK to run, or --cmd 'SHELL COMMAND'")
-    values = [parse_argument(arg) for arg in args]
     kwargs = parse_json_object(kwargs_json, "--kwargs") if kwargs_json is not None else {}
     env = dict(_parse_env(item) for item in environment)
     options: dict[str, Any] = {
@@ -119,6 +118,13 @@ def submit(
         job = app.submit_command(command, cwd=cwd, env=env, **options)
     else:
         assert task is not None
+        # With an app its tasks are known: a typo is refused before anything is written, and
+        # an argument for a str parameter is the text given ("007" stays "007").
+        known = app.task_named(task) if app_spec else None
+        values = [
+            arg if known is not None and known.takes_text(index) else parse_argument(arg)
+            for index, arg in enumerate(args)
+        ]
         job = app.submit(task, args=values, kwargs=kwargs, **options)
     if not wait:
         if as_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import threading
 import time
@@ -9,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, overload
 
-from .errors import ArgumentError, ConfigurationError
+from .errors import ArgumentError, ConfigurationError, UnknownTaskError
 from .job import Job
 from .models import NewJob
 from .payload import DEFAULT_MAX_PAYLOAD, encode_arguments, is_storable_text
@@ -126,6 +127,21 @@ class JobQ:
         return task
 
     # -- submitting ------------------------------------------------------------------------
+
+    def task_named(self, name: str) -> Task:
+        """The task registered as ``name``; UnknownTaskError, naming close matches, if none."""
+        task = self.tasks.get(name)
+        if task is not None:
+            return task
+        names = sorted(set(self.tasks) - {SHELL_TASK})
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        if close:
+            hint = f"did you mean {' or '.join(close)}?"
+        elif names:
+            hint = f"its tasks: {', '.join(names[:10])}" + (", ..." if len(names) > 10 else "")
+        else:
+            hint = "it has no tasks"
+        raise UnknownTaskError(f"the app has no task named {name!r}; {hint}")
 
     def submit(
         self,

@@ -1,6 +1,36 @@
-"""The exceptions jobq raises. Every one derives from :class:`JobQError`."""
+"""The exceptions jobq raises, in one tree: every one derives from :class:`JobQError`.
+
+    JobQError
+    +-- ConfigurationError
+    +-- DatabaseError
+    |   +-- DatabaseBusyError
+    |   +-- ConnectionLostError
+    |   +-- CorruptDatabaseError
+    |   +-- SchemaVersionError
+    +-- PayloadError
+    +-- ArgumentError
+    +-- UnknownTaskError
+    +-- JobNotFoundError
+    +-- InvalidStateError
+    +-- ShellRefused
+    +-- CommandError
+    +-- Retry
+    +-- JobFailedError
+    |   +-- JobTimeout
+    |   +-- WorkerLost
+    |   +-- WorkerError
+    +-- JobCancelledError
+        +-- Cancelled
+        +-- DependencyFailed
+
+The error jobq stores with a job that it failed or cancelled itself has one of these names as
+its ``type`` (a task's own exception keeps its own name): ``Job.result()`` raises the class of
+that name, so ``except JobTimeout`` catches a job that ran out of time.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class JobQError(Exception):
@@ -31,7 +61,7 @@ class ConnectionLostError(DatabaseError):
 class CorruptDatabaseError(DatabaseError):
     """Raised when the database file is damaged ("database disk image is malformed", "file
     is not a database"). Retrying cannot help: workers stop instead of retrying, and
-    ``jobq check`` says what is wrong. Restore a backup (docs/deploying.md)."""
+    ``jobq check`` says what is wrong. Restore a backup (docs/guarantees.md)."""
 
 
 class SchemaVersionError(DatabaseError):
@@ -47,7 +77,9 @@ class ArgumentError(JobQError):
 
 
 class UnknownTaskError(JobQError):
-    """Raised when a task name is not registered with the app."""
+    """Raised when ``JobQ.task_named`` (and so ``jobq submit --app``) is asked for a task the
+    app does not have; recorded as the error of a job whose task a worker's app does not
+    know."""
 
 
 class JobNotFoundError(JobQError):
@@ -58,27 +90,18 @@ class InvalidStateError(JobQError):
     """Raised when an operation does not apply to a job in its current status."""
 
 
-class JobFailedError(JobQError):
-    """Raised by ``Job.result()`` when the job ended ``failed``."""
-
-    def __init__(self, job_id: int, error: dict | None) -> None:
-        self.job_id = job_id
-        self.error = error or {}
-        kind = self.error.get("type", "Error")
-        message = self.error.get("message", "")
-        super().__init__(f"job {job_id} failed: {kind}: {message}")
+class ShellRefused(JobQError):
+    """Raised when a shell command may not run here (a database other users can write,
+    without ``--allow-shell``); recorded as the error of such a command's job."""
 
 
-class JobCancelledError(JobQError):
-    """Raised by ``Job.result()`` when the job was cancelled."""
-
-    def __init__(self, job_id: int) -> None:
-        self.job_id = job_id
-        super().__init__(f"job {job_id} was cancelled")
+class CommandError(JobQError):
+    """Raised (and recorded) when a shell command ends with a non-zero exit code or a
+    signal, or is stopped."""
 
 
-class Retry(Exception):
-    """Raise inside a task to run it again later.
+class Retry(JobQError):
+    """Raised inside a task to run it again later.
 
     The attempt counts toward ``max_attempts``. ``delay`` is in seconds; ``None`` uses the
     task's exponential backoff.
@@ -94,9 +117,55 @@ class Retry(Exception):
         super().__init__(reason or (f"retry in {delay} s" if delay is not None else "retry"))
 
 
-class JobTimeout(Exception):
-    """Recorded as a job's error when the job ran past its ``timeout``."""
+class JobFailedError(JobQError):
+    """Raised by ``Job.result()`` when the job ended ``failed``. ``error`` is what was
+    stored: ``type``, ``message`` and ``traceback``."""
+
+    def __init__(self, job_id: int, error: dict[str, Any] | None) -> None:
+        self.job_id = job_id
+        self.error = error or {}
+        kind = self.error.get("type", "Error")
+        message = self.error.get("message", "")
+        super().__init__(f"job {job_id} failed: {kind}: {message}")
 
 
-class WorkerLost(Exception):
-    """Recorded as a job's error when the process running it died."""
+class JobTimeout(JobFailedError):
+    """Raised by ``Job.result()`` when the job's last attempt ran past its ``timeout``."""
+
+
+class WorkerLost(JobFailedError):
+    """Raised by ``Job.result()`` when the process running the job's last attempt died."""
+
+
+class WorkerError(JobFailedError):
+    """Raised by ``Job.result()`` when jobq itself could not run the job (a bug in jobq)."""
+
+
+class JobCancelledError(JobQError):
+    """Raised by ``Job.result()`` when the job was cancelled."""
+
+    def __init__(self, job_id: int, error: dict[str, Any] | None = None) -> None:
+        self.job_id = job_id
+        self.error = error or {}
+        reason = self.error.get("message")
+        super().__init__(f"job {job_id} was cancelled" + (f": {reason}" if reason else ""))
+
+
+class Cancelled(JobCancelledError):
+    """Raised by ``Job.result()`` when the job was cancelled by ``jobq cancel`` (or
+    ``Job.cancel()``)."""
+
+
+class DependencyFailed(JobCancelledError):
+    """Raised by ``Job.result()`` when the job was cancelled because a job it waited for
+    (``after``) failed or was cancelled."""
+
+
+def stored_error(job_id: int, status: str, error: dict[str, Any] | None) -> JobQError:
+    """What ``Job.result()`` raises for a job that ended ``failed`` or ``cancelled``."""
+    kind = (error or {}).get("type")
+    if status == "cancelled":
+        cancelled = {"Cancelled": Cancelled, "DependencyFailed": DependencyFailed}
+        return cancelled.get(kind or "", JobCancelledError)(job_id, error)
+    failed = {"JobTimeout": JobTimeout, "WorkerLost": WorkerLost, "WorkerError": WorkerError}
+    return failed.get(kind or "", JobFailedError)(job_id, error)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from .errors import JobCancelledError, JobFailedError
+from .errors import stored_error
 from .models import TERMINAL
 
 if TYPE_CHECKING:
@@ -61,12 +61,11 @@ class Job:
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the job and return what the task returned.
 
-        Raises JobFailedError, JobCancelledError, or TimeoutError when ``timeout`` (seconds)
-        passes first.
+        Raises JobFailedError (JobTimeout, WorkerLost, WorkerError: the error jobq stored
+        names the class), JobCancelledError (Cancelled, DependencyFailed), or TimeoutError
+        when ``timeout`` (seconds) passes first.
         """
         record = self.wait(timeout)
         if record.status == "succeeded":
             return record.result
-        if record.status == "cancelled":
-            raise JobCancelledError(self.id)
-        raise JobFailedError(self.id, record.error)
+        raise stored_error(self.id, record.status, record.error)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .context import current_job
-from .errors import ArgumentError, JobQError
+from .errors import ArgumentError, CommandError, JobQError, ShellRefused
 from .models import seconds_text
 
 if TYPE_CHECKING:
@@ -34,14 +34,6 @@ LOG_LIMIT = 10 * 1024 * 1024  # bytes of output kept per job; the rest is counte
 KILL_GRACE = 10.0  # seconds between SIGTERM and SIGKILL when a command is stopped
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _READ = 65536
-
-
-class CommandError(JobQError):
-    """A shell command ended with a non-zero exit code, a signal, or was stopped."""
-
-
-class ShellRefused(JobQError):
-    """This worker does not run shell commands (a shared database without --allow-shell)."""
 
 
 def logs_folder(database: str) -> Path:

@@ -118,6 +118,20 @@ class Task:
 
     # -- argument checking -----------------------------------------------------------------
 
+    def takes_text(self, position: int) -> bool:
+        """Whether positional parameter ``position`` is hinted ``str`` (or ``str | None``):
+        the command line then passes its argument as the text given, never as JSON."""
+        parameters = [
+            parameter
+            for parameter in self._signature.parameters.values()
+            if parameter.kind
+            in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        ]
+        if position >= len(parameters):
+            return False
+        hint = self._hints.get(parameters[position].name)
+        return hint is str or hint in (typing.Optional[str], str | None)  # noqa: UP045
+
     @cached_property
     def _signature(self) -> inspect.Signature:
         return inspect.signature(self.func)

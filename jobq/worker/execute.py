@@ -10,10 +10,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..context import CancelFlag, JobContext, set_current_job
-from ..errors import ArgumentError, JobTimeout, PayloadError, Retry
+from ..errors import ArgumentError, CommandError, JobTimeout, PayloadError, Retry
 from ..models import ClaimedJob, Outcome, seconds_text
 from ..payload import decode, encode
-from ..shell import CommandError
 from ..tasks import Task
 
 

@@ -730,3 +730,26 @@ def test_a_task_name_that_is_not_utf8_is_refused_by_the_library(app: JobQ) -> No
     with pytest.raises(ConfigurationError, match="UTF-8"):
         app.submit("task\udcff")  # before: a raw UnicodeEncodeError from the database
     assert app.store.counts()["counts"]["queued"] == 0
+
+
+@pytest.mark.parametrize("how", ["--app", "JOBQ_APP"])
+def test_an_unknown_task_under_an_app_is_refused_naming_close_matches(
+    jobq: Any, database: str, seeded: int, how: str
+) -> None:
+    typo = "tests.support.sample_tasks.ad"
+    if how == "--app":
+        line = refused_submit(jobq, database, "--app", SAMPLE_APP, typo, "1", "2")
+    else:
+        line = refused_submit(jobq, database, typo, "1", "2", JOBQ_APP=SAMPLE_APP)
+    assert "no task named 'tests.support.sample_tasks.ad'" in line
+    assert "did you mean tests.support.sample_tasks.add" in line
+
+
+def test_an_argument_for_a_str_parameter_is_the_text_given(jobq: Any, database: str) -> None:
+    done = jobq("submit", "--app", SAMPLE_APP, "tests.support.sample_tasks.record", "1")
+    assert done.returncode == 0, done.stderr  # before: "Input should be a valid string"
+    info = json.loads(jobq("status", done.stdout.strip(), "--json").stdout)
+    assert info["args"] == ["1"]
+    # Without a type hint to go by, an argument is JSON when it parses as JSON, as before.
+    plain = jobq("submit", "--app", SAMPLE_APP, ECHO, "1")
+    assert json.loads(jobq("status", plain.stdout.strip(), "--json").stdout)["args"] == [1]
