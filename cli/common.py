@@ -16,7 +16,7 @@ from jobq import JobQ
 from jobq.errors import ConfigurationError, JobQError, PayloadError
 from jobq.models import MAX_SECONDS, MAX_SECONDS_TEXT
 from jobq.payload import MAX_DEPTH, is_storable_text
-from jobq.store import DEFAULT_DATABASE, Store, open_store
+from jobq.store import DEFAULT_DATABASE
 
 # -- parameter types: each refuses a bad value as click parses it, naming the option ------
 
@@ -182,9 +182,13 @@ def chosen_database(ctx: click.Context, database: str | None) -> str:
     return database_of(ctx, database) or os.environ.get("JOBQ_DB") or DEFAULT_DATABASE
 
 
-def open_store_of(ctx: click.Context, database: str | None) -> Store:
-    """The store for a read or manage command; a missing database file is an error."""
-    return open_store(chosen_database(ctx, database), create=False)
+def open_existing(ctx: click.Context, database: str | None, app_spec: str | None) -> JobQ:
+    """The app for a read or manage command: the one --app (or JOBQ_APP) names, on its own
+    database unless --db names another, else a bare one on --db, JOBQ_DB or ./jobq.db. A
+    missing database file is an error, never created."""
+    app = open_app(ctx, database, app_spec)
+    app.create = False
+    return app
 
 
 def open_app(ctx: click.Context, database: str | None, app_spec: str | None = None) -> JobQ:

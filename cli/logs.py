@@ -9,9 +9,9 @@ import time
 import click
 
 from jobq.models import TERMINAL
-from jobq.shell import log_path
+from jobq.shell import SHELL_TASK, log_path
 
-from .common import JOB_ID, chosen_database, db_option, open_store_of
+from .common import JOB_ID, app_option, db_option, open_existing
 
 _FOLLOW_PAUSE = 0.1  # seconds between looks at a followed log and its job
 
@@ -19,13 +19,29 @@ _FOLLOW_PAUSE = 0.1  # seconds between looks at a followed log and its job
 @click.command()
 @click.argument("job_id", type=JOB_ID)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the job ends.")
+@app_option
 @db_option
 @click.pass_context
-def logs(ctx: click.Context, job_id: int, follow: bool, database: str | None) -> None:
-    """Print what shell-command job JOB_ID wrote to stdout and stderr, interleaved."""
-    store = open_store_of(ctx, database)
-    store.get_job(job_id)  # an unknown id is an error, not an empty log
-    path = log_path(chosen_database(ctx, database), job_id)
+def logs(
+    ctx: click.Context, job_id: int, follow: bool, app_spec: str | None, database: str | None
+) -> None:
+    """Print what shell-command job JOB_ID wrote to stdout and stderr, interleaved.
+
+    Exits 2 for a job that is not a shell command (a Python task's output goes to its
+    worker's log).
+    """
+    app = open_existing(ctx, database, app_spec)
+    store = app.store
+    record = store.get_job(job_id)  # an unknown id is an error, not an empty log
+    if record.task != SHELL_TASK:
+        click.echo(
+            f"job {job_id} is a job of the task {record.task}, not a shell command: only "
+            f"shell-command jobs (jobq submit --cmd) have logs; what it printed is in its "
+            f"worker's output, its result and error in jobq status {job_id}",
+            err=True,
+        )
+        sys.exit(2)
+    path = log_path(app.database, job_id)
     out = sys.stdout.buffer
     position = 0
     while True:

@@ -5,33 +5,34 @@ from __future__ import annotations
 import click
 
 from jobq.models import TERMINAL
-from jobq.shell import remove_purged_logs
 
-from .common import JOB_ID, SECONDS, chosen_database, db_option, open_store_of
+from .common import JOB_ID, SECONDS, app_option, db_option, open_existing
 
 
 @click.command()
 @click.argument("job_id", type=JOB_ID)
+@app_option
 @db_option
 @click.pass_context
-def retry(ctx: click.Context, job_id: int, database: str | None) -> None:
+def retry(ctx: click.Context, job_id: int, app_spec: str | None, database: str | None) -> None:
     """Queue a failed or cancelled job again, with fresh attempts."""
-    open_store_of(ctx, database).retry_job(job_id)
+    open_existing(ctx, database, app_spec).job(job_id).retry()
     click.echo(f"job {job_id} queued again")
 
 
 @click.command()
 @click.argument("job_id", type=JOB_ID)
+@app_option
 @db_option
 @click.pass_context
-def cancel(ctx: click.Context, job_id: int, database: str | None) -> None:
+def cancel(ctx: click.Context, job_id: int, app_spec: str | None, database: str | None) -> None:
     """Cancel a waiting job, or stop a running one (it ends cancelled, never retried).
 
     A running shell command's process group gets SIGTERM, then SIGKILL after the worker's
     --cancel-grace; a Python task sees jobq.current_job().cancelled, and its process is
     recycled if it runs on past the grace. Jobs waiting for this one (--after) are cancelled.
     """
-    if open_store_of(ctx, database).cancel_job(job_id) == "cancelling":
+    if open_existing(ctx, database, app_spec).job(job_id).cancel() == "cancelling":
         click.echo(f"job {job_id} is running: its worker stops it")
     else:
         click.echo(f"job {job_id} cancelled")
@@ -55,17 +56,20 @@ def cancel(ctx: click.Context, job_id: int, database: str | None) -> None:
     show_default=True,
     help="Finished longer ago than this: 30s, 15m, 12h, 7d, 2w.",
 )
+@app_option
 @db_option
 @click.pass_context
 def purge(
-    ctx: click.Context, statuses: tuple[str, ...], older_than: float, database: str | None
+    ctx: click.Context,
+    statuses: tuple[str, ...],
+    older_than: float,
+    app_spec: str | None,
+    database: str | None,
 ) -> None:
     """Delete finished jobs.
 
     On SQLite the newest job always stays, finished or not: a new job takes the highest
     id + 1, so keeping it means no id is ever handed out twice (PostgreSQL never reuses one).
     """
-    store = open_store_of(ctx, database)
-    count = store.purge(statuses, older_than)
-    remove_purged_logs(chosen_database(ctx, database), store)  # shell jobs' output files
+    count = open_existing(ctx, database, app_spec).purge(statuses, older_than)
     click.echo(f"purged {count} jobs")

@@ -12,7 +12,7 @@ import click
 
 from jobq.models import STATUSES
 
-from .common import JOB_ID, TEXT, Seconds, db_option, emit_json, open_store_of
+from .common import JOB_ID, TEXT, Seconds, app_option, db_option, emit_json, open_existing
 from .watch import counts_table, label, table
 
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ def _print_job(console: Any, record: JobRecord) -> None:
     show_default=True,
     help="With --watch: time between refreshes.",
 )
+@app_option
 @db_option
 @click.pass_context
 def status(
@@ -87,12 +88,14 @@ def status(
     as_json: bool,
     watch: bool,
     interval: float,
+    app_spec: str | None,
     database: str | None,
 ) -> None:
     """Counts per status and queue, and live workers; or one job with JOB_ID."""
     if watch and (job_id is not None or as_json):
         raise click.UsageError("--watch shows the whole queue: no JOB_ID, no --json")
-    store = open_store_of(ctx, database)
+    app = open_existing(ctx, database, app_spec)
+    store = app.store
     if watch:
         from .watch import watch as watch_live
 
@@ -108,8 +111,8 @@ def status(
         else:
             _print_job(console, record)
         return
-    summary = store.counts()
-    workers = [worker.model_dump() for worker in store.workers()]
+    summary = app.counts()
+    workers = [worker.model_dump() for worker in app.workers()]
     summary["workers"] = workers
     if as_json:
         emit_json(summary)
@@ -140,6 +143,7 @@ def status(
 @click.option("--task", type=TEXT, help="Only this task name.")
 @click.option("--limit", type=click.IntRange(min=1, max=2**63 - 1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
+@app_option
 @db_option
 @click.pass_context
 def list_jobs(
@@ -149,11 +153,12 @@ def list_jobs(
     task: str | None,
     limit: int,
     as_json: bool,
+    app_spec: str | None,
     database: str | None,
 ) -> None:
     """Jobs, newest first."""
-    store = open_store_of(ctx, database)
-    records = store.list_jobs(status=status_filter, queue=queue, task=task, limit=limit)
+    app = open_existing(ctx, database, app_spec)
+    records = app.jobs(status=status_filter, queue=queue, task=task, limit=limit)
     if as_json:
         emit_json([record.model_dump() for record in records])
         return

@@ -12,7 +12,7 @@ from jobq.errors import JobNotFoundError
 from jobq.models import TERMINAL
 from jobq.store import Store
 
-from .common import JOB_ID, SECONDS, db_option, open_store_of
+from .common import JOB_ID, SECONDS, app_option, db_option, open_existing
 
 _POLL = 0.05  # seconds between cheap "did anything commit?" checks
 
@@ -24,10 +24,15 @@ _POLL = 0.05  # seconds between cheap "did anything commit?" checks
     type=SECONDS,
     help="Give up after this long (exit 2).",
 )
+@app_option
 @db_option
 @click.pass_context
 def wait(
-    ctx: click.Context, job_ids: tuple[int, ...], timeout: float | None, database: str | None
+    ctx: click.Context,
+    job_ids: tuple[int, ...],
+    timeout: float | None,
+    app_spec: str | None,
+    database: str | None,
 ) -> None:
     """Block until JOB_IDs end (with none: every job not finished yet).
 
@@ -35,7 +40,7 @@ def wait(
     terminal shows a progress bar (done/total, rate, time left, failures so far); piped,
     each job that ends is one line.
     """
-    store = open_store_of(ctx, database)
+    store = open_existing(ctx, database, app_spec).store
     ids = list(dict.fromkeys(job_ids)) or store.unfinished_job_ids()
     statuses = store.job_statuses(ids)
     missing = [job_id for job_id in ids if job_id not in statuses]
@@ -69,14 +74,11 @@ def wait(
 
 
 def _wait_for_a_commit(store: Store, deadline: float | None) -> None:
-    """Sleep until another connection commits (1 s at most, or the deadline)."""
-    until = time.monotonic() + 1.0
-    if deadline is not None:
-        until = min(until, deadline)
-    while time.monotonic() < until:
-        if store.changed():
-            return
-        time.sleep(_POLL)
+    """Sleep until another connection commits (1 s at most, or the deadline): woken by the
+    store (PostgreSQL's notification; SQLite asked every few milliseconds)."""
+    left = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+    if left > 0:
+        store.wait_for_change(left, poll=_POLL / 10, growing=True)
 
 
 class _Lines:

@@ -8,15 +8,18 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from .errors import ArgumentError, ConfigurationError, UnknownTaskError
 from .job import Job
-from .models import NewJob
+from .models import STATUSES, NewJob
 from .payload import DEFAULT_MAX_PAYLOAD, encode_arguments, is_storable_text
 from .shell import SHELL_TASK, ShellRunner, check_command, remove_purged_logs, shell_allowed
 from .store import DEFAULT_DATABASE, Store, open_store, parse_database, resolve_location
 from .tasks import Callback, Task, TaskCall, TaskOptions
+
+if TYPE_CHECKING:
+    from .records import JobRecord, WorkerRecord
 
 
 class JobQ:
@@ -33,7 +36,11 @@ class JobQ:
         database: str | Path | None = None,
         *,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
+        create: bool = True,
     ) -> None:
+        """``database``: a path or URL (else JOBQ_DB, else ./jobq.db). ``create=False``
+        refuses to create a missing SQLite file (what the read commands of the CLI use)."""
+        self.create = create
         self.database_named = database is not None  # named in code, not taken from JOBQ_DB
         if database is not None:
             parse_database(database)  # fail now on a malformed URL, not at first submit
@@ -61,7 +68,7 @@ class JobQ:
                     # Once, as the app opens: every later use (workers, shell logs) names
                     # the same file, wherever a task moves the process's current directory.
                     self.database = resolve_location(self.database)
-                    self._store = open_store(self.database)
+                    self._store = open_store(self.database, create=self.create)
         return self._store
 
     def use_database(self, database: str | Path) -> None:
@@ -225,6 +232,31 @@ class JobQ:
         """A handle on an existing job (raises JobNotFoundError if there is none)."""
         self.store.get_job(job_id)
         return Job(self, job_id)
+
+    def jobs(
+        self,
+        *,
+        status: str | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 50,
+    ) -> list[JobRecord]:
+        """The newest jobs first (at most ``limit``), of one status, queue and task if given:
+        what ``jobq list`` shows."""
+        if status is not None and status not in STATUSES:
+            raise ConfigurationError(f"no such status {status!r}; one of {', '.join(STATUSES)}")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ConfigurationError(f"limit must be a whole number of 1 or more, not {limit!r}")
+        return self.store.list_jobs(status=status, queue=queue, task=task, limit=limit)
+
+    def counts(self) -> dict[str, Any]:
+        """Jobs per status in all (``counts``) and per queue (``queues``), as ``jobq status``
+        shows them."""
+        return self.store.counts()
+
+    def workers(self) -> list[WorkerRecord]:
+        """The worker processes registered now, with the number of jobs each runs."""
+        return self.store.workers()
 
     # -- running ---------------------------------------------------------------------------
 

@@ -38,24 +38,33 @@ class Job:
     def status(self) -> str:
         return self.info().status
 
+    def cancel(self) -> str:
+        """Cancel the job: "cancelled" when it was waiting (it never runs, and jobs waiting
+        for it are cancelled too), "cancelling" when it runs (its worker stops it and it ends
+        cancelled, never retried). Raises InvalidStateError once it has finished."""
+        return self.app.store.cancel_job(self.id)
+
+    def retry(self) -> None:
+        """Queue a failed or cancelled job again, with fresh attempts (InvalidStateError for
+        any other status)."""
+        self.app.store.retry_job(self.id)
+
     def wait(self, timeout: float | None = None) -> JobRecord:
         """Block until the job ends; return its record. Raises TimeoutError."""
         store = self.app.store
         deadline = None if timeout is None else time.monotonic() + timeout
-        pause = 0.001
         store.changed()
         while True:
             record = store.get_job(self.id)
             if record.status in TERMINAL:
                 return record
-            # Sleep until some connection commits (PRAGMA data_version), at most 50 ms at a time.
+            # Until some connection commits: woken by PostgreSQL's notification; on SQLite,
+            # PRAGMA data_version asked every millisecond at first, every 50 ms later on.
             while True:
-                if deadline is not None and time.monotonic() >= deadline:
+                left = 1.0 if deadline is None else deadline - time.monotonic()
+                if left <= 0:
                     raise TimeoutError(f"job {self.id} is still {record.status} after {timeout} s")
-                time.sleep(pause)
-                pause = min(pause * 2, 0.05)
-                if store.changed():
-                    pause = 0.001
+                if store.wait_for_change(min(left, 1.0), growing=True):
                     break
 
     def result(self, timeout: float | None = None) -> Any:

@@ -99,11 +99,15 @@ class Store(abc.ABC):
         callers poll.
         """
 
-    def wait_for_change(self, timeout: float, poll: float = 0.001) -> bool:
+    def wait_for_change(
+        self, timeout: float, poll: float = 0.001, *, growing: bool = False
+    ) -> bool:
         """Wait up to ``timeout`` seconds for :meth:`changed` to answer True; return whether
-        it did. This default asks every ``poll`` seconds; a backend that can be told of
-        commits (PostgreSQL's LISTEN) sleeps until one arrives."""
+        it did. This default asks every ``poll`` seconds (``growing``: the pause doubles up to
+        50 ms, for a caller to whom tens of milliseconds do not matter); a backend that can be
+        told of commits (PostgreSQL's LISTEN) sleeps until one arrives."""
         deadline = time.monotonic() + timeout
+        longest = max(poll, 0.05) if growing else poll
         while True:
             if self.changed():
                 return True
@@ -111,6 +115,7 @@ class Store(abc.ABC):
             if remaining <= 0:
                 return False
             time.sleep(min(poll, remaining))
+            poll = min(poll * 2, longest)
 
     @abc.abstractmethod
     def next_run_at(

@@ -217,7 +217,9 @@ class PostgreSQLConnections:
             self._discard(listener)
             return True
 
-    def wait_for_change(self, timeout: float, poll: float = 0.001) -> bool:
+    def wait_for_change(
+        self, timeout: float, poll: float = 0.001, *, growing: bool = False
+    ) -> bool:
         """Sleep on the listening connection's socket until a notification arrives or
         ``timeout`` passes: no polling while idle."""
         if self.changed():

@@ -486,3 +486,23 @@ def test_jobq_db_does_not_override_an_app_that_names_its_database(
     result = jobq("--db", str(other), "submit", "--app", "named_app:app", "named.echo", "6")
     assert result.returncode == 0, result.stderr
     assert query(str(other), "SELECT task FROM jobs") == [("named.echo",)]
+
+
+def test_read_commands_use_the_database_the_app_names(tmp_path: Path, jobq: Any) -> None:
+    """An app with ``JobQ("tasks.db")`` in code: status, list and logs find that database
+    through --app, as submit and worker do (before: "no database at jobq.db")."""
+    (tmp_path / "named.py").write_text(
+        "from jobq import JobQ\napp = JobQ('tasks.db')\n\n@app.task\ndef hello(name: str) -> str:\n"
+        "    return 'hello ' + name\n"
+    )
+    env = {"PYTHONPATH": f"{tmp_path}:{os.environ.get('PYTHONPATH', '')}", "JOBQ_DB": ""}
+    submitted = jobq("submit", "--app", "named:app", "named.hello", "world", **env)
+    assert submitted.returncode == 0, submitted.stderr
+    assert (tmp_path / "tasks.db").exists() and not (tmp_path / "jobq.db").exists()
+    job_id = submitted.stdout.strip()
+    for command in (("status",), ("status", job_id), ("list",)):
+        shown = jobq(*command, "--app", "named:app", **env)
+        assert shown.returncode == 0, shown.stderr
+    logs = jobq("logs", job_id, "--app", "named:app", **env)
+    assert logs.returncode == 2 and logs.stdout == ""
+    assert "not a shell command" in logs.stderr and "named.hello" in logs.stderr
