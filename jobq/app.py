@@ -16,7 +16,7 @@ from .models import STATUSES, NewJob
 from .payload import DEFAULT_MAX_PAYLOAD, encode_arguments, is_storable_text
 from .shell import SHELL_TASK, ShellRunner, check_command, remove_purged_logs, shell_allowed
 from .store import DEFAULT_DATABASE, Store, open_store, parse_database, resolve_location
-from .tasks import Callback, Task, TaskCall, TaskOptions
+from .tasks import Callback, P, R, Task, TaskCall, TaskOptions
 
 if TYPE_CHECKING:
     from .records import JobRecord, WorkerRecord
@@ -86,7 +86,7 @@ class JobQ:
     # -- registering -----------------------------------------------------------------------
 
     @overload
-    def task(self, func: Callable[..., Any], /) -> Task: ...
+    def task(self, func: Callable[P, R], /) -> Task[P, R]: ...
 
     @overload
     def task(
@@ -101,7 +101,7 @@ class JobQ:
         max_backoff: float = 3600.0,
         on_success: Callback | None = None,
         on_failure: Callback | None = None,
-    ) -> Callable[[Callable[..., Any]], Task]: ...
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(  # type: ignore[misc]
         self, func: Callable[..., Any] | None = None, /, **settings: Any
@@ -169,7 +169,8 @@ class JobQ:
         task = self.tasks.get(name)
         if task is not None:
             return task.options(**options).submit(*args, **(kwargs or {}))
-        call = TaskCall(_Unregistered(self, name), TaskOptions())  # type: ignore[arg-type]
+        unknown: Task[..., Any] = _Unregistered(self, name)  # type: ignore[assignment]
+        call: TaskCall[..., Any] = TaskCall(unknown, TaskOptions())
         return call.options(**options).submit(*args, **(kwargs or {}))
 
     def submit_command(

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from .errors import ArgumentError, ConfigurationError
 from .models import checked_seconds
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from .job import Job
 
 Callback = Callable[..., Any]
+P = ParamSpec("P")  # a task function's parameters: submit and a call take the same
+R = TypeVar("R")  # what it returns
 
 # The most attempts a job may have: more would be a typo, not a retry policy (each attempt
 # is a claim, a run and a backoff of up to max_backoff).
@@ -88,13 +90,16 @@ def default_task_name(func: Callable[..., Any]) -> str:
     return f"{module}.{func.__qualname__}"
 
 
-class Task:
-    """A function registered with an app. Call it directly, or ``submit`` it as a job."""
+class Task(Generic[P, R]):
+    """A function registered with an app. Call it directly, or ``submit`` it as a job.
+
+    Typed by the function: ``add.submit(1, "x")`` for ``add(x: int, y: int)`` is a type
+    error to mypy and pyright, as well as an ArgumentError when it runs."""
 
     def __init__(
         self,
         app: JobQ,
-        func: Callable[..., Any],
+        func: Callable[P, R],
         *,
         name: str | None = None,
         options: TaskOptions,
@@ -113,7 +118,7 @@ class Task:
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
 
     # -- argument checking -----------------------------------------------------------------
@@ -278,25 +283,25 @@ class Task:
 
     # -- submitting ------------------------------------------------------------------------
 
-    def options(self, **overrides: Any) -> TaskCall:
+    def options(self, **overrides: Any) -> TaskCall[P, R]:
         """Override queue, priority, delay, max_attempts or timeout for some calls."""
         return TaskCall(self, self.defaults).options(**overrides)
 
-    def submit(self, *args: Any, **kwargs: Any) -> Job:
+    def submit(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         return TaskCall(self, self.defaults).submit(*args, **kwargs)
 
     def submit_many(self, calls: Iterable[Any]) -> list[Job]:
         return TaskCall(self, self.defaults).submit_many(calls)
 
 
-class TaskCall:
+class TaskCall(Generic[P, R]):
     """A task with per-call options, made by ``Task.options``."""
 
-    def __init__(self, task: Task, options: TaskOptions) -> None:
+    def __init__(self, task: Task[P, R], options: TaskOptions) -> None:
         self.task = task
         self.settings = options
 
-    def options(self, **overrides: Any) -> TaskCall:
+    def options(self, **overrides: Any) -> TaskCall[P, R]:
         per_task = {"backoff", "max_backoff"} & set(overrides)
         if per_task:
             raise ConfigurationError(
@@ -310,7 +315,7 @@ class TaskCall:
             )
         return TaskCall(self.task, replace(self.settings, **overrides))
 
-    def submit(self, *args: Any, **kwargs: Any) -> Job:
+    def submit(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         return self.task.app._submit_checked(self.task, [(list(args), kwargs)], self.settings)[0]
 
     def submit_many(self, calls: Iterable[Any]) -> list[Job]:

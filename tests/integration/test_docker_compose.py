@@ -52,7 +52,7 @@ def service_environment(service: dict[str, Any], database: str) -> dict[str, str
 def run_command(service: dict[str, Any], database: str, **kwargs: Any) -> Any:
     """Start the service's command the way its image does (ENTRYPOINT ["jobq"])."""
     return subprocess.Popen(
-        [sys.executable, "-m", "cli", *service["command"]],
+        [sys.executable, "-m", "jobq", *service["command"]],
         env=service_environment(service, database),
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -28,7 +28,7 @@ from jobq.records import JobRecord
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = "tests.support.sample_tasks"
 SAMPLE_APP = f"{TASKS}:app"
-JOBQ = [sys.executable, "-m", "cli"]  # the CLI, as a subprocess
+JOBQ = [sys.executable, "-m", "jobq"]  # the CLI, as a subprocess
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
