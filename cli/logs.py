@@ -8,8 +8,8 @@ import time
 
 import click
 
-from jobq.models import TERMINAL
-from jobq.shell import SHELL_TASK, log_path
+from jobq.models import SHELL_TASK, TERMINAL
+from jobq.shell import log_path
 
 from .common import JOB_ID, app_option, db_option, open_existing
 

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from jobq.models import STATUSES, TERMINAL
-from jobq.shell import SHELL_TASK
+from jobq.models import SHELL_TASK, STATUSES, TERMINAL
 from jobq.store import Store
 
 if TYPE_CHECKING:

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any, overload
 
 from .errors import ArgumentError, ConfigurationError, UnknownTaskError
 from .job import Job
-from .models import STATUSES, NewJob
+from .models import SHELL_TASK, STATUSES, NewJob
 from .payload import DEFAULT_MAX_PAYLOAD, encode_arguments, is_storable_text
-from .shell import SHELL_TASK, ShellRunner, check_command, remove_purged_logs, shell_allowed
+from .shell import ShellRunner, check_command, remove_purged_logs, shell_allowed
 from .store import DEFAULT_DATABASE, Store, open_store, parse_database, resolve_location
 from .tasks import Callback, P, R, Task, TaskCall, TaskOptions
 
@@ -52,7 +52,13 @@ class JobQ:
         # Every app, and so every worker, runs shell-command jobs (jobq submit --cmd).
         self.shell = ShellRunner(self)
         self.tasks[SHELL_TASK] = Task(
-            self, self.shell, name=SHELL_TASK, options=TaskOptions(max_attempts=1)
+            self,
+            self.shell,
+            name=SHELL_TASK,
+            options=TaskOptions(max_attempts=1),
+            stops_itself=True,
+            batchable=False,
+            processes=self.shell,
         )
         self._store: Store | None = None
         self._store_lock = threading.Lock()

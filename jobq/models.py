@@ -27,6 +27,10 @@ class Status(str, enum.Enum):
         return self.value
 
 
+# The task that runs shell commands (jobq submit --cmd): the store keeps an index of its
+# waiting jobs for workers that run nothing else.
+SHELL_TASK = "jobq.shell"
+
 TERMINAL = (Status.SUCCEEDED.value, Status.FAILED.value, Status.CANCELLED.value)
 STATUSES = tuple(status.value for status in Status)
 

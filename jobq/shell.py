@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from .app import JobQ
     from .store import Store
 
-SHELL_TASK = "jobq.shell"
 LOG_LIMIT = 10 * 1024 * 1024  # bytes of output kept per job; the rest is counted, not kept
 KILL_GRACE = 10.0  # seconds between SIGTERM and SIGKILL when a command is stopped
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar
 
 from .errors import ArgumentError, ConfigurationError
 from .models import checked_seconds
@@ -90,6 +90,17 @@ def default_task_name(func: Callable[..., Any]) -> str:
     return f"{module}.{func.__qualname__}"
 
 
+class ProcessRunner(Protocol):
+    """A task function that runs processes of its own, each in its process group (the shell
+    runner). The worker has it stop them all when it stops at once; ``published`` is the
+    table of their process groups a worker process shares with its supervisor, which kills
+    them if that process dies."""
+
+    published: Any
+
+    def stop_all(self) -> None: ...
+
+
 class Task(Generic[P, R]):
     """A function registered with an app. Call it directly, or ``submit`` it as a job.
 
@@ -105,9 +116,20 @@ class Task(Generic[P, R]):
         options: TaskOptions,
         on_success: Callback | None = None,
         on_failure: Callback | None = None,
+        stops_itself: bool = False,
+        batchable: bool = True,
+        processes: ProcessRunner | None = None,
     ) -> None:
         self.app = app
         self.func = func
+        # What the worker must know of a task, beyond its function and options:
+        # stops_itself: it ends itself at its timeout and when cancelled (a command's
+        # process group is killed by its runner), so the watchdog sets it no deadline;
+        # batchable: quick jobs of it may run one after another on one thread (not commands:
+        # each has its process and its log); processes: the processes it starts, if any.
+        self.stops_itself = stops_itself
+        self.batchable = batchable
+        self.processes = processes
         self.name = name or default_task_name(func)
         self.defaults = options
         self.on_success = on_success

@@ -24,10 +24,9 @@ from ..errors import (
     JobNotFoundError,
 )
 from ..faults import fault
-from ..models import STATUSES, TERMINAL, ClaimedJob, NewJob, Outcome
-from ..shell import SHELL_TASK
-from . import DatabaseConfig
+from ..models import SHELL_TASK, STATUSES, TERMINAL, ClaimedJob, NewJob, Outcome
 from .base import Store
+from .config import DatabaseConfig
 from .postgresql_connections import NOW, PostgreSQLConnections
 from .records import (
     CANCELLED_RUNNING,

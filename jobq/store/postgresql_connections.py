@@ -24,7 +24,7 @@ from ..errors import (
     DatabaseError,
     SchemaVersionError,
 )
-from . import DatabaseConfig
+from .config import DatabaseConfig
 from .migrations import migrations
 from .threads import close_with_thread
 

@@ -16,8 +16,7 @@ from ..errors import (
     JobNotFoundError,
 )
 from ..faults import fault
-from ..models import TERMINAL, ClaimedJob, NewJob, Outcome
-from ..shell import SHELL_TASK
+from ..models import SHELL_TASK, TERMINAL, ClaimedJob, NewJob, Outcome
 from .base import Store
 from .records import (
     CANCELLED_RUNNING,

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import CorruptDatabaseError, DatabaseBusyError, DatabaseError, SchemaVersionError
-from . import DatabaseConfig
+from .config import DatabaseConfig
 from .migrations import migrations
 from .sqlite_files import damage_found, mark_damaged
 from .threads import close_with_thread

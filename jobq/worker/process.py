@@ -21,7 +21,6 @@ from ..context import CancelFlag
 from ..errors import CorruptDatabaseError, DatabaseError
 from ..faults import fault
 from ..models import ClaimedJob, Outcome
-from ..shell import SHELL_TASK, ShellRunner
 from ..store import Store, open_store
 from ..tasks import Task
 from .children import end_leftover_children
@@ -76,7 +75,7 @@ class WorkerProcess:
         # queue.Queue's locks and conditions per job, measurable on short jobs. Jobs of quick
         # tasks travel as runs, several to one executor (see .runs).
         self.inbox: queue.SimpleQueue[ClaimedJob | Run | None] = queue.SimpleQueue()
-        self.pace = Pace()
+        self.pace = Pace(frozenset(name for name, task in tasks.items() if not task.batchable))
         self.runs: set[Run] = set()  # runs an executor has started; self.lock
         self.slots = threading.Semaphore(settings.threads)
         self.lock = threading.Lock()
@@ -482,7 +481,8 @@ class WorkerProcess:
         """Run one job in this thread; None if its timeout came first (then the watchdog has
         recorded it and another thread has taken this one's place: this one must end)."""
         deadline = None
-        if job.timeout and job.task != SHELL_TASK:  # a command is stopped by its runner
+        task = self.tasks.get(job.task)
+        if job.timeout and not (task is not None and task.stops_itself):
             deadline = time.monotonic() + job.timeout
         key = (job.id, job.claim)
         cancel = CancelFlag()
@@ -571,9 +571,9 @@ class WorkerProcess:
             self.completer.hand_back(jobs)
 
     def stop_commands(self) -> None:
-        runner = self.tasks.get(SHELL_TASK)
-        if runner is not None and isinstance(runner.func, ShellRunner):
-            runner.func.stop_all()
+        for task in self.tasks.values():
+            if task.processes is not None:
+                task.processes.stop_all()
 
     def _pulse_loop(self) -> None:
         """Tell the supervisor this process is responsive, until it ends (shutting down too).

@@ -22,7 +22,6 @@ from collections import deque
 from collections.abc import Sequence
 
 from ..models import ClaimedJob, Outcome
-from ..shell import SHELL_TASK
 
 QUICK = 0.0005  # seconds: a task whose jobs took less, on a moving average, is quick
 SAMPLES = 5  # jobs of a task seen before it can count as quick
@@ -34,10 +33,11 @@ STALL = 0.02  # seconds a run may go on before its waiting jobs go to other exec
 class Pace:
     """How long each task's jobs have taken, and which jobs may therefore share a run."""
 
-    def __init__(self) -> None:
+    def __init__(self, unbatched: frozenset[str] = frozenset()) -> None:
         # Task name -> (moving average in seconds, jobs seen). Executors update it without a
         # lock: under the GIL a lost update only delays what the average says.
         self.seen: dict[str, tuple[float, int]] = {}
+        self.unbatched = unbatched  # tasks whose jobs never share a run
 
     def record(self, task: str, seconds: float) -> None:
         mean, count = self.seen.get(task, (seconds, 0))
@@ -46,7 +46,7 @@ class Pace:
     def quick(self, task: str) -> float | None:
         """The expected seconds of a job of ``task`` if it is quick, else None."""
         mean, count = self.seen.get(task, (0.0, 0))
-        if count < SAMPLES or mean >= QUICK or task == SHELL_TASK:
+        if count < SAMPLES or mean >= QUICK or task in self.unbatched:
             return None
         return mean
 

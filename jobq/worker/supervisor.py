@@ -25,7 +25,6 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from ..errors import ConfigurationError, CorruptDatabaseError, DatabaseError
-from ..shell import SHELL_TASK, ShellRunner
 from ..store import Store, open_store
 from ..tasks import Task
 from .children import prefer_forkserver
@@ -92,9 +91,9 @@ def _child_main(
         pulse=beat,
         before_exit=mark_clean,
     )
-    runner = tasks.get(SHELL_TASK)
-    if runner is not None and isinstance(runner.func, ShellRunner):
-        runner.func.published = commands  # read by the supervisor if this process is killed
+    for task in tasks.values():
+        if task.processes is not None:  # read by the supervisor if this process is killed
+            task.processes.published = commands
     worker.install_signals()
     try:
         code = worker.run()

@@ -14,7 +14,6 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import DatabaseError
-from ..shell import SHELL_TASK
 from .execute import cancelled_outcome, timeout_outcome
 from .settings import EXIT_RECYCLE
 
@@ -63,7 +62,8 @@ class Watchdog:
                     continue
                 cancel.set()
                 log.info("job %s: cancel requested; stopping it", job.id)
-                if job.task != SHELL_TASK:
+                task = worker.tasks.get(job.task)
+                if task is None or not task.stops_itself:
                     limit = now + worker.settings.cancel_grace
                     worker.active[key] = (job, min(deadline or limit, limit), cancel)
 
