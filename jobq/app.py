@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import threading
@@ -301,7 +302,6 @@ class JobQ:
             grace=grace,
             lease=lease,
             memory_limit=memory_limit,
-            commands_only=set(self.tasks) == {SHELL_TASK},
             cancel_grace=cancel_grace,
         )
         self.shell.kill_grace = cancel_grace
@@ -313,6 +313,17 @@ class JobQ:
                 f"this worker does not run shell commands: {why} (whoever can write the "
                 "database could make it run anything); start it with --allow-shell to run them"
             )
+        # A worker claims only jobs it can run: a command it may not run stays queued for a
+        # worker that may, on this host or another.
+        tasks_of_its_own = set(self.tasks) != {SHELL_TASK}
+        if not tasks_of_its_own and self.shell.refusal:
+            raise ConfigurationError(
+                f"this worker would have nothing to run: it has no tasks of its own (no --app) "
+                f"and may not run shell commands, as {why}; start it with --allow-shell to run "
+                "them"
+            )
+        commands = "never" if self.shell.refusal else ("also" if tasks_of_its_own else "only")
+        settings = dataclasses.replace(settings, commands=commands)
         if procs > 0:
             self.close()  # no connection may cross the fork; it reopens on next use
         return run(self, settings)

@@ -31,6 +31,11 @@ class Status(str, enum.Enum):
 # waiting jobs for workers that run nothing else.
 SHELL_TASK = "jobq.shell"
 
+# Which shell-command jobs a worker claims: "also" (with every other job), "only" (a worker
+# without an app of tasks), "never" (a worker that may not run them: a database other users
+# can write, without --allow-shell). A worker claims only what it can run.
+COMMANDS = ("also", "only", "never")
+
 TERMINAL = (Status.SUCCEEDED.value, Status.FAILED.value, Status.CANCELLED.value)
 STATUSES = tuple(status.value for status in Status)
 

@@ -57,13 +57,15 @@ class Store(abc.ABC):
         queues: Sequence[str] | None,
         limit: int,
         *,
-        commands_only: bool = False,
+        commands: str = "also",
     ) -> list[ClaimedJob]:
         """Take up to ``limit`` runnable jobs for ``worker_id``; mark them running.
 
         Runnable: ``queued`` or ``scheduled`` with ``run_at`` now or past, in ``queues`` (all
         queues when ``None``), highest priority first, then oldest ``run_at``, then lowest id.
-        ``commands_only``: shell-command jobs only (a worker without an app of tasks).
+        ``commands``: whether shell-command jobs are claimed too ("also"), alone ("only":
+        a worker without an app of tasks) or not at all ("never": a worker that may not run
+        them).
         """
 
     @abc.abstractmethod
@@ -82,7 +84,7 @@ class Store(abc.ABC):
         queues: Sequence[str] | None,
         limit: int,
         *,
-        commands_only: bool = False,
+        commands: str = "also",
     ) -> tuple[list[bool], list[ClaimedJob]]:
         """``complete(outcomes)`` then ``claim(worker_id, queues, limit)``, in ONE transaction.
 
@@ -118,13 +120,11 @@ class Store(abc.ABC):
             poll = min(poll * 2, longest)
 
     @abc.abstractmethod
-    def next_run_at(
-        self, queues: Sequence[str] | None, *, commands_only: bool = False
-    ) -> float | None:
+    def next_run_at(self, queues: Sequence[str] | None, *, commands: str = "also") -> float | None:
         """The earliest ``run_at`` of a waiting job in ``queues``, or None."""
 
     @abc.abstractmethod
-    def runnable_count(self, queues: Sequence[str] | None, *, commands_only: bool = False) -> int:
+    def runnable_count(self, queues: Sequence[str] | None, *, commands: str = "also") -> int:
         """How many waiting jobs in ``queues`` could be claimed now."""
 
     # -- workers and recovery ----------------------------------------------------------------

@@ -361,13 +361,13 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
         queues: Sequence[str] | None,
         limit: int,
         *,
-        commands_only: bool = False,
+        commands: str = "also",
     ) -> list[ClaimedJob]:
         if limit <= 0:
             return []
         return self._guarded(
             lambda connection, token: self._claim(
-                connection, token, worker_id, queues, limit, commands_only
+                connection, token, worker_id, queues, limit, commands
             )
         )
 
@@ -381,7 +381,7 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
         queues: Sequence[str] | None,
         limit: int,
         *,
-        commands_only: bool = False,
+        commands: str = "also",
     ) -> tuple[list[bool], list[ClaimedJob]]:
         if not outcomes and limit <= 0:
             return [], []
@@ -390,7 +390,7 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
             applied = self._complete(connection, token, outcomes)
             jobs = []
             if limit > 0:
-                jobs = self._claim(connection, token, worker_id, queues, limit, commands_only)
+                jobs = self._claim(connection, token, worker_id, queues, limit, commands)
             return applied, jobs
 
         return self._guarded(both)
@@ -402,10 +402,10 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
         worker_id: str,
         queues: Sequence[str] | None,
         limit: int,
-        commands_only: bool,
+        commands: str,
     ) -> list[ClaimedJob]:
         connection.execute(_PROMOTE, (worker_id,))
-        where, parameters = self._filter(queues, commands_only)
+        where, parameters = self._filter(queues, commands)
         parameters.update(worker=worker_id, limit=limit, token=token)
         rows = connection.execute(_TAKE.format(where=where), parameters).fetchall()
         jobs = [ClaimedJob(*row) for row in rows]
@@ -413,10 +413,12 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
         return jobs
 
     @staticmethod
-    def _filter(queues: Sequence[str] | None, commands_only: bool) -> tuple[str, dict[str, Any]]:
+    def _filter(queues: Sequence[str] | None, commands: str) -> tuple[str, dict[str, Any]]:
         where, parameters = "", dict[str, Any]()
-        if commands_only:
+        if commands == "only":
             where += f" AND task = '{SHELL_TASK}'"
+        elif commands == "never":
+            where += f" AND task <> '{SHELL_TASK}'"
         if queues and len(queues) == 1:
             where += " AND queue = %(queue)s"
             parameters["queue"] = queues[0]
@@ -541,10 +543,8 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
                 )
             ended = cancelled
 
-    def next_run_at(
-        self, queues: Sequence[str] | None, *, commands_only: bool = False
-    ) -> float | None:
-        where, parameters = self._filter(queues, commands_only)
+    def next_run_at(self, queues: Sequence[str] | None, *, commands: str = "also") -> float | None:
+        where, parameters = self._filter(queues, commands)
         # A queued job is runnable now; else the earliest scheduled one, as seconds from the
         # database's now, made a time on this host's clock.
         rows = self._read(
@@ -555,8 +555,8 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
         )
         return None if rows[0][0] is None else time.time() + rows[0][0]
 
-    def runnable_count(self, queues: Sequence[str] | None, *, commands_only: bool = False) -> int:
-        where, parameters = self._filter(queues, commands_only)
+    def runnable_count(self, queues: Sequence[str] | None, *, commands: str = "also") -> int:
+        where, parameters = self._filter(queues, commands)
         rows = self._read(
             f"SELECT (SELECT COUNT(*) FROM jobs WHERE status = 'queued'{where})"
             " + (SELECT COUNT(*) FROM jobs WHERE status = 'scheduled'"

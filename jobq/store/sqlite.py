@@ -59,12 +59,19 @@ _FEW = {"running": "jobs_running", "deferred": "jobs_deferred"}
 # The jobs_finished index's condition, written out whole so that SQLite can use the index.
 _FINISHED = "status IN ('succeeded', 'failed', 'cancelled')"
 
-# Queued jobs: every one (jobs_queued), or the shell commands alone, for a worker without an
-# app of tasks (jobs_queued_commands: a partial index only they enter). Each in two orders:
-# queue by queue, and in claim order across every queue (the *_in_order index).
+# Queued jobs: every one (jobs_queued); the shell commands alone, for a worker without an
+# app of tasks (jobs_queued_commands: a partial index only they enter); all but them, for a
+# worker that may not run them. Each in two orders: queue by queue, and in claim order across
+# every queue (the *_in_order index). The task condition, for the scheduled jobs.
 _QUEUED = {
-    False: ("jobs_queued", "status = 'queued'"),
-    True: ("jobs_queued_commands", f"status = 'queued' AND task = '{SHELL_TASK}'"),
+    "also": ("jobs_queued", "status = 'queued'"),
+    "only": ("jobs_queued_commands", f"status = 'queued' AND task = '{SHELL_TASK}'"),
+    "never": ("jobs_queued", f"status = 'queued' AND task <> '{SHELL_TASK}'"),
+}
+_TASKS = {
+    "also": "",
+    "only": f" AND task = '{SHELL_TASK}'",
+    "never": f" AND task <> '{SHELL_TASK}'",
 }
 
 # Claim order. For named queues, a walk of each one's part of the index (stopping after
@@ -223,12 +230,12 @@ class SQLiteStore(SQLiteConnections, Store):
         queues: Sequence[str] | None,
         limit: int,
         *,
-        commands_only: bool = False,
+        commands: str = "also",
     ) -> list[ClaimedJob]:
         if limit <= 0:
             return []
         with self._write() as connection:
-            return self._claim(connection, worker_id, queues, limit, commands_only)
+            return self._claim(connection, worker_id, queues, limit, commands)
 
     def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
         with self._write() as connection:
@@ -241,7 +248,7 @@ class SQLiteStore(SQLiteConnections, Store):
         queues: Sequence[str] | None,
         limit: int,
         *,
-        commands_only: bool = False,
+        commands: str = "also",
     ) -> tuple[list[bool], list[ClaimedJob]]:
         if not outcomes and limit <= 0:
             return [], []
@@ -249,7 +256,7 @@ class SQLiteStore(SQLiteConnections, Store):
             applied = self._complete(connection, outcomes)
             jobs = []
             if limit > 0:
-                jobs = self._claim(connection, worker_id, queues, limit, commands_only)
+                jobs = self._claim(connection, worker_id, queues, limit, commands)
         return applied, jobs
 
     def _claim(
@@ -258,7 +265,7 @@ class SQLiteStore(SQLiteConnections, Store):
         worker_id: str,
         queues: Sequence[str] | None,
         limit: int,
-        commands_only: bool,
+        commands: str,
     ) -> list[ClaimedJob]:
         if not connection.execute("SELECT 1 FROM workers WHERE id = ?", (worker_id,)).fetchone():
             return []  # reaped: a claim would hold jobs nobody runs or recovers
@@ -266,14 +273,12 @@ class SQLiteStore(SQLiteConnections, Store):
         if connection.execute(_DUE_EXISTS, (now,)).fetchone():
             connection.execute(_PROMOTE, (now,))
         if not queues:
-            candidates = connection.execute(
-                _CANDIDATES_IN_ORDER[commands_only], (limit,)
-            ).fetchall()
+            candidates = connection.execute(_CANDIDATES_IN_ORDER[commands], (limit,)).fetchall()
         else:
             # The best :limit of each queue, merged: the best :limit overall are among them.
             candidates = []
             for name in queues:
-                found = connection.execute(_CANDIDATES[commands_only], (name, limit)).fetchall()
+                found = connection.execute(_CANDIDATES[commands], (name, limit)).fetchall()
                 candidates += found
             if len(queues) > 1:
                 candidates.sort(key=lambda row: (-row[1], row[2], row[0]))
@@ -389,12 +394,10 @@ class SQLiteStore(SQLiteConnections, Store):
             return "", []
         return f" AND queue IN ({', '.join('?' * len(queues))})", list(queues)
 
-    def next_run_at(
-        self, queues: Sequence[str] | None, *, commands_only: bool = False
-    ) -> float | None:
+    def next_run_at(self, queues: Sequence[str] | None, *, commands: str = "also") -> float | None:
         where, parameters = self._queue_filter(queues)
-        index, waiting = _QUEUED[commands_only]
-        task = f" AND task = '{SHELL_TASK}'" if commands_only else ""
+        index, waiting = _QUEUED[commands]
+        task = _TASKS[commands]
         # A queued job is runnable now; its run_at is when it was submitted or came due.
         rows = self._read(
             "SELECT MIN(run_at) FROM (SELECT MIN(run_at) AS run_at FROM jobs"
@@ -405,10 +408,10 @@ class SQLiteStore(SQLiteConnections, Store):
         )
         return rows[0][0]
 
-    def runnable_count(self, queues: Sequence[str] | None, *, commands_only: bool = False) -> int:
+    def runnable_count(self, queues: Sequence[str] | None, *, commands: str = "also") -> int:
         where, parameters = self._queue_filter(queues)
-        index, waiting = _QUEUED[commands_only]
-        task = f" AND task = '{SHELL_TASK}'" if commands_only else ""
+        index, waiting = _QUEUED[commands]
+        task = _TASKS[commands]
         rows = self._read(
             f"SELECT (SELECT COUNT(*) FROM jobs INDEXED BY {index} WHERE {waiting}{where})"
             " + (SELECT COUNT(*) FROM jobs INDEXED BY jobs_scheduled"

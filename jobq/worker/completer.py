@@ -53,11 +53,11 @@ class Refill:
         queues: Sequence[str] | None,
         limit: Callable[[int], int],
         hand_over: Callable[[list[ClaimedJob]], None],
-        commands_only: bool = False,
+        commands: str = "also",
     ) -> None:
         self.worker_id = worker_id
         self.queues = queues
-        self.commands_only = commands_only
+        self.commands = commands
         self.limit = limit  # slots freed -> how many jobs to claim now (0 while stopping)
         self.hand_over = hand_over  # gives claimed jobs to the executors
 
@@ -172,7 +172,7 @@ class Completer:
                 refill.worker_id,
                 refill.queues,
                 refill.limit(len(batch)),
-                commands_only=refill.commands_only,
+                commands=refill.commands,
             )
 
         try:

@@ -144,7 +144,7 @@ class WorkerProcess:
             settings.queues,
             self._refill_limit,
             self._hand_over,
-            settings.commands_only,
+            settings.commands,
         )
         self.completer = Completer(
             store,
@@ -341,9 +341,7 @@ class WorkerProcess:
             free += 1
         try:
             store.changed()  # the baseline: any commit after this wakes an idle wait
-            jobs = store.claim(
-                self.worker_id, settings.queues, free, commands_only=settings.commands_only
-            )
+            jobs = store.claim(self.worker_id, settings.queues, free, commands=settings.commands)
         except BaseException:
             for _ in range(free):
                 self.slots.release()
@@ -396,7 +394,7 @@ class WorkerProcess:
             if self.in_flight or self.handed_over != handed_over:
                 return False
         settings = self.settings
-        runnable = self.store.runnable_count(settings.queues, commands_only=settings.commands_only)
+        runnable = self.store.runnable_count(settings.queues, commands=settings.commands)
         return runnable == 0
 
     def _wait_for_work(self) -> None:
@@ -406,7 +404,7 @@ class WorkerProcess:
         assert store is not None
         now = time.monotonic()
         wake_at = now + settings.backstop
-        next_run = store.next_run_at(settings.queues, commands_only=settings.commands_only)
+        next_run = store.next_run_at(settings.queues, commands=settings.commands)
         if next_run is not None:
             wake_at = min(wake_at, now + max(next_run - time.time(), settings.poll))
         while not self.stopping.is_set():

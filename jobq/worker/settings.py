@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass
 
 from ..errors import ConfigurationError
-from ..models import checked_seconds
+from ..models import COMMANDS, checked_seconds
 from ..payload import is_storable_text
 
 # Exit codes of a worker process, read by the supervisor.
@@ -62,9 +62,10 @@ class WorkerSettings:
     # MiB of address space each worker process may use (RLIMIT_AS); a task that needs more
     # gets MemoryError instead of taking the machine down. None: no limit. procs >= 1 only.
     memory_limit: int | None = None
-    # Claim shell-command jobs only: a worker whose app has no tasks of its own (jobq worker
-    # without --app) must not take, and fail, jobs of tasks it cannot know.
-    commands_only: bool = False
+    # Which shell-command jobs it claims (jobq.models.COMMANDS): a worker takes only jobs it
+    # can run. "only" for a worker whose app has no tasks of its own (jobq worker without
+    # --app), "never" for one that may not run commands.
+    commands: str = "also"
     # After `jobq cancel` of a running job: how long a shell command gets between SIGTERM and
     # SIGKILL, and a Python task to notice current_job().cancelled before its process is
     # recycled.
@@ -75,6 +76,8 @@ class WorkerSettings:
             raise ConfigurationError(f"procs must be 0 to {MAX_PROCS}, not {self.procs}")
         if not 1 <= self.threads <= MAX_THREADS:
             raise ConfigurationError(f"threads must be 1 to {MAX_THREADS}, not {self.threads}")
+        if self.commands not in COMMANDS:
+            raise ConfigurationError(f"commands must be one of {COMMANDS}, not {self.commands!r}")
         if self.batch < 1:
             raise ConfigurationError(f"batch must be 1 or more, not {self.batch}")
         # Each is a sleep, a wait or a deadline: nan or inf would spin or never end, and 0

@@ -316,7 +316,7 @@ class Supervisor:
         (for example released by a child that died)."""
         assert self.store is not None
         settings = self.settings
-        if self.store.runnable_count(settings.queues, commands_only=settings.commands_only) == 0:
+        if self.store.runnable_count(settings.queues, commands=settings.commands) == 0:
             return False
         for child in self.children:
             child.done = False

@@ -332,15 +332,15 @@ def test_a_commands_only_claim_takes_shell_commands_and_nothing_else(store: Stor
             new(task="jobq.shell", run_at=time.time() + 60),
         ]
     )
-    assert store.runnable_count(None, commands_only=True) == 2
+    assert store.runnable_count(None, commands="only") == 2
     assert store.runnable_count(None) == 3
-    assert store.next_run_at(["other"], commands_only=True) is not None
-    claimed = store.claim(worker, None, 10, commands_only=True)
+    assert store.next_run_at(["other"], commands="only") is not None
+    claimed = store.claim(worker, None, 10, commands="only")
     assert sorted(job.id for job in claimed) == [command, other_queue]
-    assert store.claim(worker, None, 10, commands_only=True) == []
+    assert store.claim(worker, None, 10, commands="only") == []
     assert store.get_job(task_job).status == "queued"
     assert store.get_job(later).status == "scheduled"
-    assert store.runnable_count(None, commands_only=True) == 0
+    assert store.runnable_count(None, commands="only") == 0
 
 
 def test_a_job_after_others_is_deferred_until_every_one_has_succeeded(store: Store) -> None:
@@ -436,3 +436,27 @@ def test_cancelling_a_retry_that_waits_keeps_its_last_error(store: Store) -> Non
         "message": "cancelled while waiting to retry (jobq cancel); last error: ValueError: boom",
         "traceback": "Traceback...",
     }
+
+
+@pytest.mark.parametrize("queues", [None, ["default", "other"]])
+def test_a_claim_without_commands_leaves_every_shell_command_queued(
+    store: Store, queues: list[str] | None
+) -> None:
+    """A worker that may not run shell commands claims none: another worker that may (on
+    this host or another) runs them, where before they were claimed and failed ShellRefused."""
+    worker = register(store)
+    command, task_job, other_command, other_task = store.enqueue(
+        [
+            new(task="jobq.shell", priority=9),
+            new(),
+            new(task="jobq.shell", queue="other", priority=9),
+            new(queue="other"),
+        ]
+    )
+    assert store.runnable_count(queues, commands="never") == 2
+    claimed = store.claim(worker, queues, 10, commands="never")
+    assert sorted(job.id for job in claimed) == [task_job, other_task]
+    assert store.claim(worker, queues, 10, commands="never") == []
+    assert store.runnable_count(queues, commands="never") == 0
+    assert store.next_run_at(queues, commands="never") is None
+    assert {store.get_job(command).status, store.get_job(other_command).status} == {"queued"}

@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
+from jobq import JobQ
 from jobq.shell import LOG_LIMIT
 from tests.support.helpers import (
+    FINISHED,
     JOBQ,
     assert_refused,
     cli_status,
@@ -23,6 +25,7 @@ from tests.support.helpers import (
     wait_for,
     written_pid,
 )
+from tests.support.postgres import POSTGRESQL
 
 pytestmark = pytest.mark.slow
 
@@ -168,15 +171,17 @@ def test_a_worker_runs_no_command_from_a_database_others_can_write(
     job_id = cli_submit(jobq, "--cmd", "echo should not run")
     assert os.stat(database).st_mode & 0o777 == 0o600  # jobq creates it private
     os.chmod(database, 0o666)
-    drain(start_worker)
-    status = cli_status(jobq, job_id)
-    assert status["status"] == "failed"
-    assert "writable by other users" in status["error"]["message"]
-    assert "--allow-shell" in status["error"]["message"]
+    # A worker of commands only has nothing it may run: it refuses to start, in one line.
+    refused = start_worker("--procs", "1", "--burst", app=None)
+    assert refused.wait(timeout=30) == 1
+    last = refused.output().strip().splitlines()[-1]
+    assert "nothing to run" in last and "writable by other users" in last, last
+    assert "--allow-shell" in last
+    # A worker with tasks of its own leaves the command queued (before: claimed and failed).
+    drain(start_worker, "--app", "tests.support.sample_tasks:app")
+    assert cli_status(jobq, job_id)["status"] == "queued"
     assert jobq("logs", str(job_id)).stdout == ""
 
-    retried = jobq("retry", str(job_id))
-    assert retried.returncode == 0
     drain(start_worker, "--allow-shell")
     assert cli_status(jobq, job_id)["status"] == "succeeded"
     assert jobq("logs", str(job_id)).stdout == "should not run\n"
@@ -231,11 +236,12 @@ def test_a_worker_runs_no_command_from_a_folder_others_can_write(
     job_id = cli_submit(jobq, "--cmd", "echo should not run")
     os.chmod(tmp_path, 0o777)
     try:
-        drain(start_worker)
+        refused = start_worker("--procs", "1", "--burst", app=None)
+        assert refused.wait(timeout=30) == 1
     finally:
         os.chmod(tmp_path, 0o700)
-    error = cli_status(jobq, job_id)["error"]["message"]
-    assert f"its folder {tmp_path} is writable by other users" in error
+    assert f"its folder {tmp_path} is writable by other users" in refused.output()
+    assert cli_status(jobq, job_id)["status"] == "queued"
 
 
 def test_commands_of_a_killed_worker_process_die_before_their_job_runs_again(
@@ -255,3 +261,41 @@ def test_commands_of_a_killed_worker_process_die_before_their_job_runs_again(
     wait_for(lambda: len(children.read_text().split()) == 2, timeout=30)
     assert cli_status(jobq, job_id)["attempts"] == 2
     assert "killed command process group" in worker.output()
+
+
+@pytest.mark.parametrize("database", [POSTGRESQL], indirect=True)
+def test_a_worker_that_may_not_run_commands_leaves_them_to_one_that_may(
+    jobq: Run, start_worker: Callable[..., Any], app: JobQ
+) -> None:
+    """deploying.md's layout: one host runs commands (--allow-shell --queues commands), the
+    others serve every queue without it. Before, those claimed commands too and failed them
+    with ShellRefused; now they leave them to the one that may."""
+    ids = [
+        cli_submit(jobq, "--queue", "commands", "--cmd", f"echo command {number}")
+        for number in range(12)
+    ]
+    elsewhere = start_worker("--procs", "2", "--threads", "4")  # every queue, no --allow-shell
+    time.sleep(1.0)  # long enough to claim every command, as it did
+    runs_them = start_worker("--procs", "1", "--allow-shell", "--queues", "commands")
+    wait_for(lambda: all(app.job(job_id).status() in FINISHED for job_id in ids), timeout=30)
+    outcomes = {job_id: app.job(job_id).info() for job_id in ids}
+    assert {record.status for record in outcomes.values()} == {"succeeded"}, {
+        job_id: (record.status, record.error) for job_id, record in outcomes.items()
+    }
+    assert {record.worker for record in outcomes.values()} <= {
+        worker.id for worker in app.workers() if worker.queues == ["commands"]
+    } | {None}
+    for worker in (elsewhere, runs_them):
+        assert worker.stop(timeout=20) == 0
+
+
+def test_a_worker_with_nothing_it_may_run_refuses_to_start(jobq: Run, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # other users could write the database: no commands without the flag
+    done = jobq("worker", "--db", str(shared / "jobq.db"), "--procs", "0", "--burst")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert (
+        last.startswith("Error: this worker would have nothing to run") and "--allow-shell" in last
+    )
