@@ -20,9 +20,33 @@ from jobq.store import DEFAULT_DATABASE
 
 # -- parameter types: each refuses a bad value as click parses it, naming the option ------
 
+
+class Whole(click.ParamType):
+    """A whole number between ``low`` and ``high``; the range is said when a value is refused,
+    not printed in every help line."""
+
+    name = "integer"
+
+    def __init__(self, low: int, high: int, why: str) -> None:
+        self.low, self.high, self.why = low, high, why
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            try:
+                number = int(str(value).strip())
+            except ValueError:
+                self.fail(f"{value!r} is not a whole number", param, ctx)
+        if not self.low <= number <= self.high:
+            self.fail(f"{number} is out of range: {self.why}", param, ctx)
+        return number
+
+
 # SQLite stores 64-bit integers: larger ids, priorities or limits are refused by click.
-JOB_ID = click.IntRange(min=1, max=2**63 - 1)
-INTEGER64 = click.IntRange(min=-(2**63), max=2**63 - 1)
+JOB_ID = Whole(1, 2**63 - 1, "job ids are whole numbers from 1")
+INTEGER64 = Whole(-(2**63), 2**63 - 1, "it must fit in 64 bits (-2**63 to 2**63 - 1)")
+LIMIT = Whole(1, 2**63 - 1, "at least 1")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -9,6 +9,7 @@ import time
 import click
 
 from jobq import JobQ
+from jobq.models import counted
 from jobq.store import DEFAULT_DATABASE
 from jobq.worker.settings import MAX_PROCS
 
@@ -46,7 +47,11 @@ def task(task_name: int, seconds: float = 2.0) -> int:
 @db_option
 @click.pass_context
 def demo(ctx: click.Context, jobs: int, procs: int, seconds: float, database: str | None) -> None:
-    """Submit the blog's jobs, run them on a pool of processes, show the status."""
+    """Run a demo: jobs that each sleep a random while, on a pool of worker processes.
+
+    Submits --jobs jobs, runs them with --procs worker processes until none is left, and
+    shows the status: the tutorial's Pool(5).apply_async(task, callback=...), on jobq.
+    """
     from .show import status
 
     database = database_of(ctx, database)
@@ -54,8 +59,8 @@ def demo(ctx: click.Context, jobs: int, procs: int, seconds: float, database: st
         demo_app.use_database(database)
     submitted = task.submit_many([(number, seconds) for number in range(jobs)])
     click.echo(
-        f"submitted {len(submitted)} jobs to {demo_app.database}; "
-        f"running them on {procs} worker processes"
+        f"submitted {counted(len(submitted), 'job')} to {demo_app.database}; "
+        f"running them on {counted(procs, 'worker process')}"
     )
     demo_app.run_worker(procs, threads=1, burst=True)
     failed = [job.id for job in submitted if job.status() != "succeeded"]

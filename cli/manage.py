@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from jobq.models import TERMINAL
+from jobq.models import TERMINAL, counted
 
 from .common import JOB_ID, SECONDS, app_option, db_option, open_existing
 
@@ -72,4 +72,4 @@ def purge(
     id + 1, so keeping it means no id is ever handed out twice (PostgreSQL never reuses one).
     """
     count = open_existing(ctx, database, app_spec).purge(statuses, older_than)
-    click.echo(f"purged {count} jobs")
+    click.echo(f"purged {counted(count, 'job')}")

@@ -12,7 +12,7 @@ import click
 
 from jobq.models import STATUSES
 
-from .common import JOB_ID, TEXT, Seconds, app_option, db_option, emit_json, open_existing
+from .common import JOB_ID, LIMIT, TEXT, Seconds, app_option, db_option, emit_json, open_existing
 from .watch import counts_table, label, table
 
 if TYPE_CHECKING:
@@ -56,6 +56,8 @@ def _print_job(console: Any, record: JobRecord) -> None:
         ("finished", _when(record.finished_at)),
         ("worker", record.worker or "-"),
     ]
+    if record.status == "deferred":
+        rows.append(("waits for", ", ".join(f"job {job}" for job in record.waiting_for)))
     if record.status == "succeeded":
         rows.append(("result", json.dumps(record.result)))
     if record.error:
@@ -141,7 +143,7 @@ def status(
 @click.option("--status", "status_filter", type=click.Choice(STATUSES), help="Only this status.")
 @click.option("--queue", type=TEXT, help="Only this queue.")
 @click.option("--task", type=TEXT, help="Only this task name.")
-@click.option("--limit", type=click.IntRange(min=1, max=2**63 - 1), default=50, show_default=True)
+@click.option("--limit", type=LIMIT, default=50, show_default=True, help="At most this many.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
 @app_option
 @db_option

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from jobq.errors import JobNotFoundError
-from jobq.models import TERMINAL
+from jobq.models import TERMINAL, counted
 from jobq.store import Store
 
 from .common import JOB_ID, SECONDS, app_option, db_option, open_existing
@@ -64,12 +64,13 @@ def wait(
             if not remaining:
                 break
             if deadline is not None and time.monotonic() >= deadline:
-                tracker.note(f"gave up after {timeout} s: {len(remaining)} jobs not finished")
+                left = counted(len(remaining), "job")
+                tracker.note(f"gave up after {timeout} s: {left} not finished")
                 sys.exit(2)
             _wait_for_a_commit(store, deadline)
             statuses = store.job_statuses(sorted(remaining))
-    noun = "job" if len(ids) == 1 else "jobs"
-    tracker.note(f"{len(ids)} {noun} ended: {len(ids) - failed} succeeded, {failed} did not")
+    ended = counted(len(ids), "job")
+    tracker.note(f"{ended} ended: {len(ids) - failed} succeeded, {failed} did not")
     sys.exit(1 if failed else 0)
 
 

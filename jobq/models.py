@@ -123,6 +123,13 @@ def seconds_text(value: float) -> str:
     return str(int(value)) if value == int(value) else repr(float(value))
 
 
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, plural unless one: "1 job", "3 jobs", "2 processes"."""
+    if count == 1:
+        return f"1 {noun}"
+    return f"{count} {noun}es" if noun.endswith(("s", "sh", "ch", "x")) else f"{count} {noun}s"
+
+
 def record_class(module: str, name: str) -> Any:
     """``JobRecord`` or ``WorkerRecord`` (jobq.records: pydantic, imported on first use), for
     the ``__getattr__`` of a module that offers them; AttributeError for any other name."""

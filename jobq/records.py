@@ -31,6 +31,8 @@ class JobRecord(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     worker: str | None = None
+    # A deferred job: the ids of the jobs it still waits for (--after), in order.
+    waiting_for: list[int] = []
 
 
 class WorkerRecord(BaseModel):

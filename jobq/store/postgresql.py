@@ -24,7 +24,7 @@ from ..errors import (
     JobNotFoundError,
 )
 from ..faults import fault
-from ..models import SHELL_TASK, STATUSES, TERMINAL, ClaimedJob, NewJob, Outcome
+from ..models import SHELL_TASK, STATUSES, TERMINAL, ClaimedJob, NewJob, Outcome, counted
 from .base import Store
 from .config import DatabaseConfig
 from .postgresql_connections import NOW, PostgreSQLConnections
@@ -274,7 +274,8 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
         rows = connection.execute(_RECOVER, (CANCELLED_RUNNING, tokens)).fetchall()
         if rows:
             log.warning(
-                "handing back %d jobs claimed by a commit lost with it connection", len(rows)
+                "handing back %s claimed by a commit lost with its connection",
+                counted(len(rows), "job"),
             )
             self._settle_released(connection, rows)
             self._notify(connection)
@@ -484,7 +485,9 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
         for (job_id,) in rows:
             applied[chunk[job_id]] = True
         if rows:
-            log.info("%d outcomes were recorded by a commit lost with its connection", len(rows))
+            log.info(
+                "%s recorded by a commit lost with its connection", counted(len(rows), "outcome")
+            )
 
     def _settle(self, connection: Any, ended: dict[int, str]) -> None:
         """Jobs waiting for ``ended`` (id -> terminal status): release those whose every
@@ -678,7 +681,11 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
         rows = self._read(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %s", (job_id,))
         if not rows:
             raise JobNotFoundError(f"no job with id {job_id}")
-        return job_record(rows[0])
+        record = job_record(rows[0])
+        if record.status == "deferred":
+            waits = "SELECT after_id FROM job_dependencies WHERE job_id = %s ORDER BY after_id"
+            record.waiting_for = [row[0] for row in self._read(waits, (job_id,))]
+        return record
 
     def job_statuses(self, job_ids: Sequence[int]) -> dict[int, str]:
         rows = self._read("SELECT id, status FROM jobs WHERE id = ANY(%s)", (list(job_ids),))

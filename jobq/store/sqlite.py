@@ -563,7 +563,11 @@ class SQLiteStore(SQLiteConnections, Store):
         rows = self._read(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
         if not rows:
             raise JobNotFoundError(f"no job with id {job_id}")
-        return job_record(rows[0])
+        record = job_record(rows[0])
+        if record.status == "deferred":
+            waits = "SELECT after_id FROM job_dependencies WHERE job_id = ? ORDER BY after_id"
+            record.waiting_for = [row[0] for row in self._read(waits, (job_id,))]
+        return record
 
     def job_statuses(self, job_ids: Sequence[int]) -> dict[int, str]:
         statuses: dict[int, str] = {}

@@ -18,6 +18,7 @@ import signal
 import time
 from pathlib import Path
 
+from ..models import counted
 from ..store.records import pid_alive
 
 log = logging.getLogger("jobq.worker")
@@ -56,9 +57,9 @@ def end_leftover_children(grace: float = 2.0) -> list[int]:
     if not pids:
         return []
     log.warning(
-        "tasks left %d processes running (pids %s); terminating them: a task must wait for "
-        "the processes it starts",
-        len(pids),
+        "tasks left %s running (pids %s); terminating them: a task must wait for the "
+        "processes it starts",
+        counted(len(pids), "process"),
         ", ".join(map(str, pids)),
     )
     for pid in pids:

@@ -22,7 +22,7 @@ from typing import Any
 from ..context import JobContext
 from ..errors import CorruptDatabaseError, DatabaseError
 from ..faults import fault
-from ..models import ClaimedJob, Outcome
+from ..models import ClaimedJob, Outcome, counted
 from ..store import Store
 from ..tasks import Task
 from .execute import describe, error_json, failure
@@ -153,7 +153,7 @@ class Completer:
                 try:
                     self.release(returned)
                 except Exception:  # noqa: BLE001 - they go back with the worker at its end
-                    log.exception("could not hand back %d jobs yet", len(returned))
+                    log.exception("could not hand back %s yet", counted(len(returned), "job"))
             for marker in markers:
                 marker.set()
             if stop:
@@ -184,7 +184,9 @@ class Completer:
         except DatabaseError:
             raise
         except Exception:  # noqa: BLE001 - the database refused a value, not the batch
-            log.exception("recording %d outcomes failed; recording them one by one", len(batch))
+            log.exception(
+                "recording %s failed; recording them one by one", counted(len(batch), "outcome")
+            )
             applied, jobs = self._record_apart(batch), []
         fault("after_complete")
         if jobs:

@@ -20,7 +20,7 @@ from typing import Any
 from ..context import CancelFlag
 from ..errors import CorruptDatabaseError, DatabaseError
 from ..faults import fault
-from ..models import ClaimedJob, Outcome
+from ..models import ClaimedJob, Outcome, counted
 from ..store import Store, open_store
 from ..tasks import Task
 from .children import end_leftover_children
@@ -164,9 +164,9 @@ class WorkerProcess:
         )
         self.heart.start()
         log.info(
-            "worker %s started: %d threads, queues %s",
+            "worker %s started: %s, queues %s",
             self.worker_id,
-            settings.threads,
+            counted(settings.threads, "thread"),
             ",".join(settings.queues or ("*",)),
         )
         deadline: float | None = None
@@ -212,7 +212,9 @@ class WorkerProcess:
             end_leftover_children()
         if forced:
             log.warning(
-                "worker %s stopped at once; %d running jobs queued again", self.worker_id, released
+                "worker %s stopped at once; %s queued again",
+                self.worker_id,
+                counted(released, "running job"),
             )
         else:
             log.info("worker %s stopped", self.worker_id)
@@ -438,9 +440,13 @@ class WorkerProcess:
         assert self.store is not None
         try:
             self.store.release_jobs(self.worker_id, [(job.id, job.claim) for job in jobs])
-            log.info("worker %s handed back %d jobs not started", self.worker_id, len(jobs))
+            log.info(
+                "worker %s handed back %s not started", self.worker_id, counted(len(jobs), "job")
+            )
         except DatabaseError as error:  # they are released with the worker at shutdown
-            log.warning("could not hand back %d jobs not started yet: %s", len(jobs), error)
+            log.warning(
+                "could not hand back %s not started yet: %s", counted(len(jobs), "job"), error
+            )
         finally:
             # Whatever happened, they are out of this process's hands: a stop must not wait
             # its whole grace for them (the worker's release at its end requeues them).

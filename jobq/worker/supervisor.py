@@ -25,6 +25,7 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from ..errors import ConfigurationError, CorruptDatabaseError, DatabaseError
+from ..models import counted
 from ..store import Store, open_store
 from ..tasks import Task
 from .children import prefer_forkserver
@@ -174,7 +175,11 @@ class Supervisor:
                 threads=0,
             )
             reap_dead(store, settings.lease)
-            log.info("supervisor %d starting %d worker processes", os.getpid(), settings.procs)
+            log.info(
+                "supervisor %d starting %s",
+                os.getpid(),
+                counted(settings.procs, "worker process"),
+            )
             self._loop()
         finally:
             for signum, handler in previous.items():

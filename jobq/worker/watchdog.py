@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import DatabaseError
+from ..models import counted
 from .execute import cancelled_outcome, timeout_outcome
 from .settings import EXIT_RECYCLE
 
@@ -131,4 +132,6 @@ class Watchdog:
             worker.pass_on(waiting)
             worker.record(run.take_done())
             if waiting:
-                log.info("%d jobs waited behind a slow job of a run; handed on", len(waiting))
+                log.info(
+                    "%s waited behind a slow job of a run; handed on", counted(len(waiting), "job")
+                )

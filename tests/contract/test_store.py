@@ -460,3 +460,15 @@ def test_a_claim_without_commands_leaves_every_shell_command_queued(
     assert store.runnable_count(queues, commands="never") == 0
     assert store.next_run_at(queues, commands="never") is None
     assert {store.get_job(command).status, store.get_job(other_command).status} == {"queued"}
+
+
+def test_a_deferred_job_says_which_jobs_it_still_waits_for(store: Store) -> None:
+    worker = register(store)
+    first, second = store.enqueue([new(), new()])
+    [waiting] = store.enqueue([new(after=(second, first))])
+    assert store.get_job(waiting).waiting_for == [first, second]
+    [claimed] = store.claim(worker, None, 1)
+    assert claimed.id == first
+    store.complete([done(claimed.id, worker, claimed.claim)])
+    assert store.get_job(waiting).waiting_for == [second]
+    assert store.get_job(first).waiting_for == []

@@ -373,7 +373,7 @@ def test_purge_removes_only_old_finished_jobs_of_the_given_statuses(
 
     result = jobq("purge", "--status", "succeeded", "--older-than", "7d")
     assert_ok(result)
-    assert "purged 1 jobs" in result.stdout
+    assert "purged 1 job" in result.stdout
     remaining = {row[0] for row in query(database, "SELECT id FROM jobs")}
     assert ids["ok-old"] not in remaining and ids["ok-new"] in remaining
 
@@ -395,7 +395,7 @@ def test_purge_with_real_finished_jobs(jobq: Any, start_worker: Any, database: s
     waiting = submit(jobq, ECHO, "b", "--delay", "600")
     result = jobq("purge", "--status", "succeeded", "--older-than", "0s")
     assert_ok(result)
-    assert "purged 1 jobs" in result.stdout
+    assert "purged 1 job" in result.stdout
     assert query(database, "SELECT id, status FROM jobs") == [(waiting, "scheduled")]
 
 

@@ -43,4 +43,4 @@ def test_a_process_a_task_leaves_running_ends_with_its_worker_process_and_is_nam
     gone = wait_for(lambda: not pid_alive(left), timeout=10)
     output = worker.output()
     print(f"\nleft process {left} gone after the stop: {gone}")
-    assert f"tasks left 1 processes running (pids {left})" in output, output[-2000:]
+    assert f"tasks left 1 process running (pids {left})" in output, output[-2000:]

@@ -77,7 +77,7 @@ def test_wait_gives_up_after_its_timeout_and_refuses_unknown_ids(jobq: Run) -> N
     done = jobq("wait", str(job_id), "--timeout", "0.5")
     assert done.returncode == 2
     assert time.monotonic() - started < 15
-    assert "gave up after 0.5 s: 1 jobs not finished" in done.stdout
+    assert "gave up after 0.5 s: 1 job not finished" in done.stdout
     assert_refused(jobq("wait", str(job_id), "987654"), "987654")
 
 
