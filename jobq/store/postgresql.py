@@ -8,7 +8,6 @@ LISTEN/NOTIFY live in :mod:`.postgresql_connections`.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import secrets
@@ -20,33 +19,21 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..errors import (
     ConnectionLostError,
     DatabaseBusyError,
-    InvalidStateError,
-    JobNotFoundError,
 )
 from ..faults import fault
-from ..models import SHELL_TASK, STATUSES, TERMINAL, ClaimedJob, NewJob, Outcome, counted
-from .base import Store
+from ..models import SHELL_TASK, TERMINAL, ClaimedJob, NewJob, Outcome, counted
 from .config import DatabaseConfig
+from .core import Dialect, StoreCore, release_statement
 from .postgresql_connections import NOW, PostgreSQLConnections
 from .records import (
     CANCELLED_RUNNING,
-    JOB_COLUMNS,
-    WORKERS,
     after_found,
     after_start,
-    cancelled_waiting,
-    count_rows,
-    dependency_error,
-    job_record,
     outcome_chunks,
-    presumed_dead,
-    process_start,
-    worker_lost,
-    worker_record,
 )
 
 if TYPE_CHECKING:
-    from ..records import JobRecord, WorkerRecord
+    pass
 
 T = TypeVar("T")
 log = logging.getLogger("jobq.store")
@@ -140,57 +127,8 @@ UNSURE_FOR = 300.0
 UNSURE_MAX = 10_000
 
 
-def _release_statement(where: str, *, refund: bool, source: str = "") -> str:
-    """Running jobs matched by ``where`` leave their worker, in ONE statement: cancelled if
-    someone asked to cancel them, else queued again (``refund``: the attempt given back), or,
-    for a worker that died, failed once no attempt is left.
-
-    One statement, not one per outcome: under READ COMMITTED an UPDATE that waits for a row
-    lock re-reads that row as committed and decides on it. Apart, "cancel those asked to"
-    misses a cancel still committing, and the "queue the rest" after it waits for that
-    cancel's lock and queues the job anyway. Parameters: the cancel error, the lost error
-    (not with ``refund``), then those of ``where``.
-    """
-    cancelling = "jobs.cancel_requested IS NOT NULL"
-    if refund:
-        stays = cancelling  # the jobs that end here; the others go back to the queue
-        status = f"CASE WHEN {cancelling} THEN 'cancelled' ELSE 'queued' END"
-        error = f"CASE WHEN {cancelling} THEN %s ELSE jobs.error END"
-        attempts = f"CASE WHEN {stays} THEN jobs.attempts ELSE GREATEST(jobs.attempts - 1, 0) END"
-        run_at = "jobs.run_at"
-    else:
-        stays = f"{cancelling} OR jobs.attempts >= jobs.max_attempts"
-        status = (
-            f"CASE WHEN {cancelling} THEN 'cancelled'"
-            " WHEN jobs.attempts >= jobs.max_attempts THEN 'failed' ELSE 'queued' END"
-        )
-        error = f"CASE WHEN {cancelling} THEN %s ELSE %s END"
-        attempts = "jobs.attempts"
-        run_at = f"CASE WHEN {stays} THEN jobs.run_at ELSE {NOW} END"
-    return f"""
-UPDATE jobs SET status = {status},
-    error = {error},
-    attempts = {attempts},
-    run_at = {run_at},
-    worker_id = CASE WHEN {stays} THEN jobs.worker_id END,
-    started_at = CASE WHEN {stays} THEN jobs.started_at END,
-    finished_at = CASE WHEN {stays} THEN {NOW} ELSE jobs.finished_at END
-{source}WHERE jobs.status = 'running' AND {where}
-RETURNING jobs.id, jobs.status
-"""
-
-
 # Jobs of lost claims: handed back, or cancelled if someone asked to cancel them meanwhile.
-_RECOVER = _release_statement("jobs.claim_token = ANY(%s)", refund=True)
-# A worker's jobs, and jobs it claimed but never started (fenced by their claim numbers).
-_RELEASE = {
-    refund: _release_statement("jobs.worker_id = %s", refund=refund) for refund in (True, False)
-}
-_RELEASE_CLAIMS = _release_statement(
-    "jobs.id = taken.id AND jobs.claims = taken.claim AND jobs.worker_id = %s",
-    refund=True,
-    source="FROM unnest(%s::bigint[], %s::bigint[]) AS taken(id, claim)\n",
-)
+_RECOVER = release_statement("jobs.claim_token = ANY(?)", refund=True)
 
 
 def _delay(at: float | None) -> float | None:
@@ -218,8 +156,19 @@ def _columns(jobs: Sequence[NewJob], statuses: Sequence[str | None]) -> list[lis
     return columns
 
 
-class PostgreSQLStore(PostgreSQLConnections, Store):
-    """The Store interface on one PostgreSQL database (jobq's own schema in it)."""
+class PostgreSQLStore(PostgreSQLConnections, StoreCore):
+    """The Store interface on one PostgreSQL database (jobq's own schema in it): the core's
+    state machine, and claims and outcomes for many hosts at once."""
+
+    dialect = Dialect(
+        mark="%s",
+        now=NOW,
+        clock="date_part('epoch', clock_timestamp())",
+        greatest="GREATEST",
+        lock=" FOR UPDATE",
+        hints=False,
+        arrays=True,
+    )
 
     def __init__(
         self, config: DatabaseConfig, *, create: bool = True, migrate: bool = True
@@ -271,7 +220,7 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
         tokens = self._unsure_tokens()
         if not tokens:
             return []
-        rows = connection.execute(_RECOVER, (CANCELLED_RUNNING, tokens)).fetchall()
+        rows = self._run(connection, _RECOVER, (CANCELLED_RUNNING, tokens)).fetchall()
         if rows:
             log.warning(
                 "handing back %s claimed by a commit lost with its connection",
@@ -300,8 +249,7 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
             self._notify(connection)
         return ids
 
-    @staticmethod
-    def _retried(call: Callable[[], T]) -> T:
+    def _retried(self, call: Callable[[], T]) -> T:
         """A library call that a concurrent transaction can deadlock (PostgreSQL then rolls
         one of them back): tried again, up to three times in all. Workers retry their own."""
         for attempt in range(3):
@@ -489,63 +437,6 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
                 "%s recorded by a commit lost with its connection", counted(len(rows), "outcome")
             )
 
-    def _settle(self, connection: Any, ended: dict[int, str]) -> None:
-        """Jobs waiting for ``ended`` (id -> terminal status): release those whose every
-        dependency has now succeeded; cancel those whose dependency failed or was cancelled,
-        and so on down the chain.
-
-        A job waiting for two jobs that finish in two concurrent transactions: each deletes
-        its own dependency row and, still seeing the other's, would leave the job waiting
-        forever. So the waiting jobs are locked first, and only then, in new statements (new
-        snapshots, taken after the other transaction has committed), their rows are deleted
-        and checked for rows left.
-        """
-        while ended:
-            # Job rows before dependency rows, as cancel_job takes them: the other order
-            # deadlocks with a cancel of a waiting job.
-            waiting = [
-                row[0]
-                for row in connection.execute(
-                    "SELECT DISTINCT job_id FROM job_dependencies WHERE after_id = ANY(%s)",
-                    (list(ended),),
-                ).fetchall()
-            ]
-            if not waiting:
-                return
-            connection.execute(
-                "SELECT id FROM jobs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (sorted(waiting),)
-            )
-            edges = connection.execute(
-                "DELETE FROM job_dependencies WHERE after_id = ANY(%s) RETURNING after_id, job_id",
-                (list(ended),),
-            ).fetchall()
-            cancelled: dict[int, str] = {}
-            released = []
-            for after_id, job_id in edges:
-                status = ended[after_id]
-                if status == "succeeded":
-                    released.append(job_id)
-                    continue
-                connection.execute("DELETE FROM job_dependencies WHERE job_id = %s", (job_id,))
-                changed = connection.execute(
-                    f"UPDATE jobs SET status = 'cancelled', finished_at = {NOW}, error = %s"
-                    " WHERE id = %s AND status = 'deferred' RETURNING id",
-                    (dependency_error(after_id, status), job_id),
-                ).fetchall()
-                if changed:
-                    cancelled[job_id] = "cancelled"
-            if released:
-                connection.execute(
-                    # The clock now, not at the transaction's start: a job submitted
-                    # meanwhile has a later run_at than that, and is due.
-                    "UPDATE jobs SET status = CASE WHEN run_at >"
-                    " date_part('epoch', clock_timestamp()) THEN 'scheduled'"
-                    " ELSE 'queued' END WHERE id = ANY(%s) AND status = 'deferred'"
-                    " AND NOT EXISTS (SELECT 1 FROM job_dependencies d WHERE d.job_id = jobs.id)",
-                    (released,),
-                )
-            ended = cancelled
-
     def next_run_at(self, queues: Sequence[str] | None, *, commands: str = "also") -> float | None:
         where, parameters = self._filter(queues, commands)
         # A queued job is runnable now; else the earliest scheduled one, as seconds from the
@@ -568,245 +459,7 @@ class PostgreSQLStore(PostgreSQLConnections, Store):
         )
         return int(rows[0][0])
 
-    # -- workers and recovery --------------------------------------------------------------
-
-    def register_worker(
-        self,
-        worker_id: str,
-        *,
-        kind: str,
-        pid: int,
-        host: str,
-        supervisor_pid: int | None,
-        queues: Sequence[str] | None,
-        threads: int,
-    ) -> None:
-        self._execute(
-            "INSERT INTO workers (id, kind, pid, host, supervisor_pid, queues, threads,"
-            " process_start, started_at, heartbeat_at)"
-            f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, {NOW}, {NOW})"
-            " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, pid = excluded.pid,"
-            " host = excluded.host, supervisor_pid = excluded.supervisor_pid,"
-            " queues = excluded.queues, threads = excluded.threads,"
-            " process_start = excluded.process_start,"
-            " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at",
-            (
-                worker_id,
-                kind,
-                pid,
-                host,
-                supervisor_pid,
-                json.dumps(list(queues)) if queues else None,
-                threads,
-                process_start(pid),
-            ),
-        )
-
-    def heartbeat(self, worker_id: str) -> bool:
-        changed = self._execute(
-            f"UPDATE workers SET heartbeat_at = {NOW} WHERE id = %s", (worker_id,)
-        )
-        return changed == 1
-
-    def _release(self, connection: Any, worker_id: str, reason: str, refund: bool) -> int:
-        errors = (CANCELLED_RUNNING,) if refund else (CANCELLED_RUNNING, worker_lost(reason))
-        rows = connection.execute(_RELEASE[refund], (*errors, worker_id)).fetchall()
-        self._settle_released(connection, rows)
-        return len(rows)
-
-    def _settle_released(self, connection: Any, rows: Sequence[tuple[int, str]]) -> None:
-        """Jobs waiting for released ones that ended (cancelled, failed) settle now."""
-        ended = {job_id: status for job_id, status in rows if status in TERMINAL}
-        if ended:
-            self._settle(connection, ended)
-
-    def release_worker(self, worker_id: str, *, reason: str, refund: bool) -> int:
-        with self._write() as connection:
-            count = self._release(connection, worker_id, reason, refund)
-            connection.execute("DELETE FROM workers WHERE id = %s", (worker_id,))
-            if count:
-                self._notify(connection)
-        return count
-
-    def release_jobs(self, worker_id: str, claims: Sequence[tuple[int, int]]) -> int:
-        if not claims:
-            return 0
-        ids = [job_id for job_id, _ in claims]
-        numbers = [claim for _, claim in claims]
-        with self._write() as connection:
-            rows = connection.execute(
-                _RELEASE_CLAIMS, (CANCELLED_RUNNING, ids, numbers, worker_id)
-            ).fetchall()
-            self._settle_released(connection, rows)
-            if rows:
-                self._notify(connection)
-        return len(rows)
-
-    def reap(self, lease: float, host: str | None = None) -> list[str]:
-        found = f"SELECT id, pid, host, process_start, heartbeat_at < {NOW} - %s FROM workers"
-        dead = [row[0] for row in self._read(found, (lease,)) if presumed_dead(row, host)]
-        reaped = []
-        with self._write() as connection:
-            for worker_id in dead:
-                # Again under the row's lock: the worker may have heartbeated meanwhile.
-                row = connection.execute(
-                    f"{found} WHERE id = %s FOR UPDATE", (lease, worker_id)
-                ).fetchone()
-                reason = presumed_dead(row, host) if row is not None else None
-                if reason is None:
-                    continue
-                self._release(connection, worker_id, reason, refund=False)
-                connection.execute("DELETE FROM workers WHERE id = %s", (worker_id,))
-                reaped.append(worker_id)
-            # Safety net: running jobs whose worker row is gone (and past the lease).
-            orphans = connection.execute(
-                "SELECT DISTINCT worker_id FROM jobs WHERE status = 'running'"
-                f" AND started_at < {NOW} - %s"
-                " AND NOT EXISTS (SELECT 1 FROM workers WHERE workers.id = jobs.worker_id)",
-                (lease,),
-            ).fetchall()
-            for (worker_id,) in orphans:
-                self._release(connection, worker_id, f"worker {worker_id} is gone", False)
-                reaped.append(worker_id)
-            if reaped:
-                self._notify(connection)
-        return reaped
-
-    def workers(self) -> list[WorkerRecord]:
-        return [worker_record(row) for row in self._read(WORKERS)]
-
-    # -- inspecting and managing jobs ------------------------------------------------------
-
-    def get_job(self, job_id: int) -> JobRecord:
-        rows = self._read(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %s", (job_id,))
-        if not rows:
-            raise JobNotFoundError(f"no job with id {job_id}")
-        record = job_record(rows[0])
-        if record.status == "deferred":
-            waits = "SELECT after_id FROM job_dependencies WHERE job_id = %s ORDER BY after_id"
-            record.waiting_for = [row[0] for row in self._read(waits, (job_id,))]
-        return record
-
-    def job_statuses(self, job_ids: Sequence[int]) -> dict[int, str]:
-        rows = self._read("SELECT id, status FROM jobs WHERE id = ANY(%s)", (list(job_ids),))
-        return {row[0]: row[1] for row in rows}
-
-    def list_jobs(
-        self,
-        *,
-        status: str | None = None,
-        queue: str | None = None,
-        task: str | None = None,
-        limit: int = 50,
-    ) -> list[JobRecord]:
-        clauses, parameters = [], []
-        if status in STATUSES:
-            # Written out, not a parameter: a plan made for any status could not use the
-            # partial index of this one (the few running jobs among a million finished).
-            clauses.append(f"status = '{status}'")
-        elif status is not None:
-            clauses.append("status = %s")
-            parameters.append(status)
-        for column, value in (("queue", queue), ("task", task)):
-            if value is not None:
-                clauses.append(f"{column} = %s")
-                parameters.append(value)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._read(
-            f"SELECT {JOB_COLUMNS} FROM jobs{where} ORDER BY id DESC LIMIT %s",
-            [*parameters, limit],
-        )
-        return [job_record(row) for row in rows]
-
-    def counts(self) -> dict[str, Any]:
-        # One count per state, each over the partial index of that state.
-        rows = self._read(
-            "SELECT queue, 'queued', COUNT(*) FROM jobs WHERE status = 'queued' GROUP BY queue"
-            " UNION ALL SELECT queue, 'deferred', COUNT(*) FROM jobs WHERE status = 'deferred'"
-            " GROUP BY queue"
-            " UNION ALL SELECT queue, 'scheduled', COUNT(*) FROM jobs"
-            " WHERE status = 'scheduled' GROUP BY queue"
-            " UNION ALL SELECT queue, 'running', COUNT(*) FROM jobs WHERE status = 'running'"
-            " GROUP BY queue"
-            " UNION ALL SELECT queue, status, COUNT(*) FROM jobs"
-            f" WHERE status IN {_ENDED} GROUP BY status, queue"
-        )
-        return count_rows(rows)
-
-    def retry_job(self, job_id: int) -> None:
-        self._retried(lambda: self._retry_job(job_id))
-
-    def _retry_job(self, job_id: int) -> None:
-        with self._write() as connection:
-            self._check_status(connection, job_id, ("failed", "cancelled"), "retried")
-            connection.execute(
-                f"UPDATE jobs SET status = 'queued', attempts = 0, run_at = {NOW},"
-                " result = NULL, started_at = NULL, finished_at = NULL, worker_id = NULL,"
-                " cancel_requested = NULL WHERE id = %s",
-                (job_id,),
-            )
-            self._notify(connection)
-
-    def unfinished_job_ids(self) -> list[int]:
-        rows = self._read(
-            "SELECT id FROM jobs WHERE status = 'deferred'"
-            " UNION ALL SELECT id FROM jobs WHERE status = 'queued'"
-            " UNION ALL SELECT id FROM jobs WHERE status = 'scheduled'"
-            " UNION ALL SELECT id FROM jobs WHERE status = 'running'"
-        )
-        return sorted(row[0] for row in rows)
-
-    def cancel_job(self, job_id: int) -> str:
-        return self._retried(lambda: self._cancel_job(job_id))
-
-    def _cancel_job(self, job_id: int) -> str:
-        with self._write() as connection:
-            row = connection.execute(
-                "SELECT status, attempts, error FROM jobs WHERE id = %s FOR UPDATE", (job_id,)
-            ).fetchone()
-            if row is None:
-                raise JobNotFoundError(f"no job with id {job_id}")
-            status, attempts, previous = row
-            if status == "running":
-                connection.execute(
-                    f"UPDATE jobs SET cancel_requested = COALESCE(cancel_requested, {NOW})"
-                    " WHERE id = %s",
-                    (job_id,),
-                )
-                return "cancelling"
-            if status in TERMINAL:
-                raise InvalidStateError(
-                    f"job {job_id} is {status}; only waiting or running jobs can be cancelled"
-                )
-            connection.execute(
-                f"UPDATE jobs SET status = 'cancelled', finished_at = {NOW}, error = %s"
-                " WHERE id = %s",
-                (cancelled_waiting(attempts, previous), job_id),
-            )
-            connection.execute("DELETE FROM job_dependencies WHERE job_id = %s", (job_id,))
-            self._settle(connection, {job_id: "cancelled"})
-            self._notify(connection)
-            return "cancelled"
-
-    def cancel_requests(self, worker_id: str) -> list[tuple[int, int]]:
-        rows = self._read(
-            "SELECT id, claims FROM jobs WHERE worker_id = %s AND status = 'running'"
-            " AND cancel_requested IS NOT NULL",
-            (worker_id,),
-        )
-        return [(row[0], row[1]) for row in rows]
-
-    @staticmethod
-    def _check_status(connection: Any, job_id: int, allowed: tuple[str, ...], verb: str) -> None:
-        row = connection.execute(
-            "SELECT status FROM jobs WHERE id = %s FOR UPDATE", (job_id,)
-        ).fetchone()
-        if row is None:
-            raise JobNotFoundError(f"no job with id {job_id}")
-        if row[0] not in allowed:
-            raise InvalidStateError(
-                f"job {job_id} is {row[0]}; only {' or '.join(allowed)} jobs can be {verb}"
-            )
+    # -- purging, describing ---------------------------------------------------------------
 
     def purge(self, statuses: Sequence[str], older_than: float) -> int:
         # In chunks, each its own short transaction: one huge DELETE would hold its locks and

@@ -5,40 +5,25 @@ Connections, schema checks and migrations live in :mod:`.sqlite_connections`.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import (
-    InvalidStateError,
-    JobNotFoundError,
-)
 from ..faults import fault
 from ..models import SHELL_TASK, TERMINAL, ClaimedJob, NewJob, Outcome
-from .base import Store
+from .core import Dialect, StoreCore
 from .records import (
     CANCELLED_RUNNING,
-    JOB_COLUMNS,
-    WORKERS,
     after_found,
     after_start,
-    cancelled_waiting,
-    count_rows,
-    dependency_error,
-    job_record,
     outcome_chunks,
-    presumed_dead,
-    process_start,
-    worker_lost,
-    worker_record,
 )
 from .sqlite_connections import SQLiteConnections, translate
 from .sqlite_files import describe_file
 
 if TYPE_CHECKING:
-    from ..records import JobRecord, WorkerRecord
+    pass
 
 PURGE_CHUNK = 2000  # rows deleted per transaction by purge (a few milliseconds of work)
 PURGE_PAUSE = 0.01  # seconds between chunks, for workers waiting on the write lock
@@ -144,8 +129,19 @@ RETURNING jobs.id, jobs.status
 _COMPLETE_CHUNK = 500  # outcomes per statement: 9 parameters each, far below SQLite's limit
 
 
-class SQLiteStore(SQLiteConnections, Store):
-    """The Store interface on one SQLite file."""
+class SQLiteStore(SQLiteConnections, StoreCore):
+    """The Store interface on one SQLite file: the core's state machine, and the hot path of
+    one writer at a time."""
+
+    dialect = Dialect(
+        mark="?",
+        now="jobq_now()",  # time.time(), registered on each connection
+        clock="jobq_now()",
+        greatest="MAX",
+        lock="",  # one writer: BEGIN IMMEDIATE holds every row
+        hints=True,
+        arrays=False,
+    )
 
     # -- submitting ------------------------------------------------------------------------
 
@@ -340,46 +336,6 @@ class SQLiteStore(SQLiteConnections, Store):
             self._settle(connection, ended)
         return applied
 
-    def _settle(self, connection: sqlite3.Connection, ended: dict[int, str]) -> None:
-        """Jobs waiting for ``ended`` (id -> terminal status): release those whose every
-        dependency has now succeeded; cancel those whose dependency failed or was cancelled,
-        and so on down the chain."""
-        now = time.time()
-        while ended:
-            ids = list(ended)
-            edges: list[tuple[int, int]] = []
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ", ".join("?" * len(chunk))
-                edges += connection.execute(
-                    f"SELECT after_id, job_id FROM job_dependencies WHERE after_id IN ({marks})",
-                    chunk,
-                ).fetchall()
-            cancelled: dict[int, str] = {}
-            for after_id, job_id in edges:
-                status = ended[after_id]
-                if status == "succeeded":
-                    connection.execute(
-                        "DELETE FROM job_dependencies WHERE after_id = ? AND job_id = ?",
-                        (after_id, job_id),
-                    )
-                    connection.execute(
-                        "UPDATE jobs SET status = CASE WHEN run_at > ? THEN 'scheduled'"
-                        " ELSE 'queued' END WHERE id = ? AND status = 'deferred' AND NOT EXISTS"
-                        " (SELECT 1 FROM job_dependencies WHERE job_id = ?)",
-                        (now, job_id, job_id),
-                    )
-                    continue
-                connection.execute("DELETE FROM job_dependencies WHERE job_id = ?", (job_id,))
-                changed = connection.execute(
-                    "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = ?"
-                    " WHERE id = ? AND status = 'deferred'",
-                    (now, dependency_error(after_id, status), job_id),
-                ).rowcount
-                if changed:
-                    cancelled[job_id] = "cancelled"
-            ended = cancelled
-
     def changed(self) -> bool:
         connection = self._connection()
         try:
@@ -420,270 +376,7 @@ class SQLiteStore(SQLiteConnections, Store):
         )
         return int(rows[0][0])
 
-    # -- workers and recovery --------------------------------------------------------------
-
-    def register_worker(
-        self,
-        worker_id: str,
-        *,
-        kind: str,
-        pid: int,
-        host: str,
-        supervisor_pid: int | None,
-        queues: Sequence[str] | None,
-        threads: int,
-    ) -> None:
-        now, start = time.time(), process_start(pid)
-        with self._write() as connection:
-            connection.execute(
-                "INSERT OR REPLACE INTO workers (id, kind, pid, host, supervisor_pid, queues,"
-                " threads, process_start, started_at, heartbeat_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    worker_id,
-                    kind,
-                    pid,
-                    host,
-                    supervisor_pid,
-                    json.dumps(list(queues)) if queues else None,
-                    threads,
-                    start,
-                    now,
-                    now,
-                ),
-            )
-
-    def heartbeat(self, worker_id: str) -> bool:
-        with self._write() as connection:
-            cursor = connection.execute(
-                "UPDATE workers SET heartbeat_at = ? WHERE id = ?", (time.time(), worker_id)
-            )
-        return cursor.rowcount == 1
-
-    def _release(
-        self, connection: sqlite3.Connection, worker_id: str, reason: str, refund: bool
-    ) -> int:
-        now = time.time()
-        # A job someone asked to cancel ends cancelled, whatever became of its worker.
-        cancelled = connection.execute(
-            "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = ?"
-            " WHERE status = 'running' AND worker_id = ? AND cancel_requested IS NOT NULL"
-            " RETURNING id",
-            (now, CANCELLED_RUNNING, worker_id),
-        ).fetchall()
-        if cancelled:
-            self._settle(connection, {row[0]: "cancelled" for row in cancelled})
-        if refund:
-            cursor = connection.execute(
-                "UPDATE jobs SET status = 'queued', attempts = MAX(attempts - 1, 0),"
-                " worker_id = NULL, started_at = NULL"
-                " WHERE status = 'running' AND worker_id = ?",
-                (worker_id,),
-            )
-            return cursor.rowcount + len(cancelled)
-        error = worker_lost(reason)
-        failed = connection.execute(
-            "UPDATE jobs SET status = 'failed', error = ?, finished_at = ?"
-            " WHERE status = 'running' AND worker_id = ? AND attempts >= max_attempts"
-            " RETURNING id",
-            (error, now, worker_id),
-        ).fetchall()
-        if failed:
-            self._settle(connection, {row[0]: "failed" for row in failed})
-        queued = connection.execute(
-            "UPDATE jobs SET status = 'queued', error = ?, worker_id = NULL, run_at = ?"
-            " WHERE status = 'running' AND worker_id = ?",
-            (error, now, worker_id),
-        ).rowcount
-        return len(cancelled) + len(failed) + queued
-
-    def release_worker(self, worker_id: str, *, reason: str, refund: bool) -> int:
-        with self._write() as connection:
-            count = self._release(connection, worker_id, reason, refund)
-            connection.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
-        return count
-
-    def release_jobs(self, worker_id: str, claims: Sequence[tuple[int, int]]) -> int:
-        if not claims:
-            return 0
-        fenced = [(job_id, claim, worker_id) for job_id, claim in claims]
-        with self._write() as connection:
-            cancelled = []
-            for job_id, claim, worker in fenced:
-                cancelled += connection.execute(
-                    "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = ?"
-                    " WHERE id = ? AND claims = ? AND status = 'running' AND worker_id = ?"
-                    " AND cancel_requested IS NOT NULL RETURNING id",
-                    (time.time(), CANCELLED_RUNNING, job_id, claim, worker),
-                ).fetchall()
-            if cancelled:
-                self._settle(connection, {row[0]: "cancelled" for row in cancelled})
-            cursor = connection.executemany(
-                "UPDATE jobs SET status = 'queued', attempts = MAX(attempts - 1, 0),"
-                " worker_id = NULL, started_at = NULL"
-                " WHERE id = ? AND claims = ? AND status = 'running' AND worker_id = ?",
-                fenced,
-            )
-        return cursor.rowcount + len(cancelled)
-
-    def reap(self, lease: float, host: str | None = None) -> list[str]:
-        now = time.time()
-        found = "SELECT id, pid, host, process_start, heartbeat_at < ? FROM workers"
-        dead = [row[0] for row in self._read(found, (now - lease,)) if presumed_dead(row, host)]
-        reaped = []
-        with self._write() as connection:
-            for worker_id in dead:
-                # Again inside the lock: the worker may have heartbeated meanwhile.
-                row = connection.execute(
-                    f"{found} WHERE id = ?", (now - lease, worker_id)
-                ).fetchone()
-                reason = presumed_dead(row, host) if row is not None else None
-                if reason is None:
-                    continue
-                self._release(connection, worker_id, reason, refund=False)
-                connection.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
-                reaped.append(worker_id)
-            # Safety net: running jobs whose worker row is gone (and past the lease).
-            orphans = connection.execute(
-                "SELECT DISTINCT worker_id FROM jobs WHERE status = 'running'"
-                " AND started_at < ? AND worker_id NOT IN (SELECT id FROM workers)",
-                (now - lease,),
-            ).fetchall()
-            for (worker_id,) in orphans:
-                self._release(connection, worker_id, f"worker {worker_id} is gone", False)
-                reaped.append(worker_id)
-        return reaped
-
-    def workers(self) -> list[WorkerRecord]:
-        return [worker_record(row) for row in self._read(WORKERS)]
-
-    # -- inspecting and managing jobs ------------------------------------------------------
-
-    def get_job(self, job_id: int) -> JobRecord:
-        rows = self._read(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
-        if not rows:
-            raise JobNotFoundError(f"no job with id {job_id}")
-        record = job_record(rows[0])
-        if record.status == "deferred":
-            waits = "SELECT after_id FROM job_dependencies WHERE job_id = ? ORDER BY after_id"
-            record.waiting_for = [row[0] for row in self._read(waits, (job_id,))]
-        return record
-
-    def job_statuses(self, job_ids: Sequence[int]) -> dict[int, str]:
-        statuses: dict[int, str] = {}
-        ids = list(job_ids)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ", ".join("?" * len(chunk))
-            rows = self._read(f"SELECT id, status FROM jobs WHERE id IN ({marks})", chunk)
-            statuses.update({row[0]: row[1] for row in rows})
-        return statuses
-
-    def list_jobs(
-        self,
-        *,
-        status: str | None = None,
-        queue: str | None = None,
-        task: str | None = None,
-        limit: int = 50,
-    ) -> list[JobRecord]:
-        clauses, parameters = [], []
-        for column, value in (("status", status), ("queue", queue), ("task", task)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                parameters.append(value)
-        source = "jobs"
-        if status in _FEW:  # few jobs, in their own index: read them, not the whole table
-            source = f"jobs INDEXED BY {_FEW[status]}"
-            clauses.append(f"status = '{status}'")
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._read(
-            f"SELECT {JOB_COLUMNS} FROM {source}{where} ORDER BY id DESC LIMIT ?",
-            [*parameters, limit],
-        )
-        return [job_record(row) for row in rows]
-
-    def counts(self) -> dict[str, Any]:
-        # Each status from the index its jobs are in: no scan of the table's rows.
-        rows = self._read(
-            "SELECT queue, 'queued', COUNT(*) FROM jobs INDEXED BY jobs_queued"
-            " WHERE status = 'queued' GROUP BY queue"
-            " UNION ALL SELECT queue, 'deferred', COUNT(*) FROM jobs INDEXED BY jobs_deferred"
-            " WHERE status = 'deferred' GROUP BY queue"
-            " UNION ALL SELECT queue, 'scheduled', COUNT(*) FROM jobs INDEXED BY jobs_scheduled"
-            " WHERE status = 'scheduled' GROUP BY queue"
-            " UNION ALL SELECT queue, 'running', COUNT(*) FROM jobs INDEXED BY jobs_running"
-            " WHERE status = 'running' GROUP BY queue"
-            " UNION ALL SELECT queue, status, COUNT(*) FROM jobs INDEXED BY jobs_finished"
-            f" WHERE {_FINISHED} GROUP BY status, queue"
-        )
-        return count_rows(rows)
-
-    def retry_job(self, job_id: int) -> None:
-        self._transition(
-            job_id,
-            ("failed", "cancelled"),
-            "retried",
-            "UPDATE jobs SET status = 'queued', attempts = 0, run_at = ?, result = NULL,"
-            " started_at = NULL, finished_at = NULL, worker_id = NULL,"
-            " cancel_requested = NULL WHERE id = ?",
-        )
-
-    def unfinished_job_ids(self) -> list[int]:
-        rows = self._read(
-            "SELECT id FROM jobs INDEXED BY jobs_deferred WHERE status = 'deferred'"
-            " UNION ALL SELECT id FROM jobs INDEXED BY jobs_queued WHERE status = 'queued'"
-            " UNION ALL SELECT id FROM jobs INDEXED BY jobs_scheduled WHERE status = 'scheduled'"
-            " UNION ALL SELECT id FROM jobs INDEXED BY jobs_running WHERE status = 'running'"
-        )
-        return sorted(row[0] for row in rows)
-
-    def cancel_job(self, job_id: int) -> str:
-        with self._write() as connection:
-            row = connection.execute(
-                "SELECT status, attempts, error FROM jobs WHERE id = ?", (job_id,)
-            ).fetchone()
-            if row is None:
-                raise JobNotFoundError(f"no job with id {job_id}")
-            status, attempts, previous = row
-            if status == "running":
-                connection.execute(
-                    "UPDATE jobs SET cancel_requested = COALESCE(cancel_requested, ?) WHERE id = ?",
-                    (time.time(), job_id),
-                )
-                return "cancelling"
-            if status in TERMINAL:
-                raise InvalidStateError(
-                    f"job {job_id} is {status}; only waiting or running jobs can be cancelled"
-                )
-            connection.execute(
-                "UPDATE jobs SET status = 'cancelled', finished_at = ?, error = ? WHERE id = ?",
-                (time.time(), cancelled_waiting(attempts, previous), job_id),
-            )
-            connection.execute("DELETE FROM job_dependencies WHERE job_id = ?", (job_id,))
-            self._settle(connection, {job_id: "cancelled"})
-            return "cancelled"
-
-    def cancel_requests(self, worker_id: str) -> list[tuple[int, int]]:
-        rows = self._read(
-            "SELECT id, claims FROM jobs INDEXED BY jobs_running WHERE worker_id = ?"
-            " AND status = 'running' AND cancel_requested IS NOT NULL",
-            (worker_id,),
-        )
-        return [(row[0], row[1]) for row in rows]
-
-    def _transition(self, job_id: int, allowed: tuple[str, str], verb: str, sql: str) -> None:
-        """An operator's change of one job, allowed only from ``allowed`` statuses; ``sql``
-        takes (now, id)."""
-        with self._write() as connection:
-            row = connection.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                raise JobNotFoundError(f"no job with id {job_id}")
-            if row[0] not in allowed:
-                raise InvalidStateError(
-                    f"job {job_id} is {row[0]}; only {' or '.join(allowed)} jobs can be {verb}"
-                )
-            connection.execute(sql, (time.time(), job_id))
+    # -- purging, describing ---------------------------------------------------------------
 
     def purge(self, statuses: Sequence[str], older_than: float) -> int:
         # In chunks, each its own short transaction, with a pause between them: deleting a

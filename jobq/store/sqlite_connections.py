@@ -187,6 +187,8 @@ class SQLiteConnections:
                 )
                 connection.execute("PRAGMA journal_mode = WAL")
                 connection.execute(f"PRAGMA synchronous = {self.synchronous}")
+                # The core's {now}: this host's clock, as the rest of the SQLite store uses.
+                connection.create_function("jobq_now", 0, time.time)
                 if self.max_page_count:
                     connection.execute(f"PRAGMA max_page_count = {self.max_page_count}")
             except sqlite3.Error as error:
