@@ -53,13 +53,17 @@ class Dialect:
     greatest: str  # the larger of two values: MAX (SQLite) or GREATEST
     lock: str  # locks the rows a SELECT reads until the transaction ends ("" with one writer)
     hints: bool  # whether {index_NAME} names the index to use (SQLite's INDEXED BY)
-    arrays: bool  # whether a list of ids is one array parameter (PostgreSQL's = ANY)
+    # How a list of ids is passed: "array" (PostgreSQL's = ANY), "json" (one JSON text that
+    # SQLite's json_each reads), "inline" (written out: an SQLite built without JSON). The
+    # first two keep one statement text for any list, so prepared statements are reused.
+    lists: str
 
     def ids(self, values: Sequence[int]) -> tuple[str, list[Any]]:
         """``IN`` a list of ids: the SQL after the column, and its parameters."""
-        if self.arrays:
+        if self.lists == "array":
             return f"= ANY({self.mark})", [list(values)]
-        # SQLite: whole numbers written out (never text), so one statement fits any length.
+        if self.lists == "json":
+            return f"IN (SELECT value FROM json_each({self.mark}))", [json.dumps(list(values))]
         return f"IN ({', '.join(str(int(value)) for value in values)})", []
 
 

@@ -167,7 +167,7 @@ class PostgreSQLStore(PostgreSQLConnections, StoreCore):
         greatest="GREATEST",
         lock=" FOR UPDATE",
         hints=False,
-        arrays=True,
+        lists="array",
     )
 
     def __init__(

@@ -129,6 +129,19 @@ RETURNING jobs.id, jobs.status
 _COMPLETE_CHUNK = 500  # outcomes per statement: 9 parameters each, far below SQLite's limit
 
 
+def has_json() -> bool:
+    """Whether this process's SQLite has its JSON functions (built in since 3.38; optional,
+    and nearly always there, before)."""
+    connection = sqlite3.connect(":memory:")
+    try:
+        connection.execute("SELECT value FROM json_each('[1]')").fetchall()
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        connection.close()
+
+
 class SQLiteStore(SQLiteConnections, StoreCore):
     """The Store interface on one SQLite file: the core's state machine, and the hot path of
     one writer at a time."""
@@ -140,7 +153,7 @@ class SQLiteStore(SQLiteConnections, StoreCore):
         greatest="MAX",
         lock="",  # one writer: BEGIN IMMEDIATE holds every row
         hints=True,
-        arrays=False,
+        lists="json" if has_json() else "inline",
     )
 
     # -- submitting ------------------------------------------------------------------------
@@ -282,7 +295,7 @@ class SQLiteStore(SQLiteConnections, StoreCore):
         if not candidates:
             return []
         ids = ",".join(str(row[0]) for row in candidates)
-        if self._has_json(connection):
+        if self.dialect.lists == "json":
             # The ids as one JSON parameter: one prepared statement, whatever the batch size.
             rows = connection.execute(_TAKE, (worker_id, now, f"[{ids}]")).fetchall()
         else:  # an SQLite built without its JSON functions (before 3.38 they were optional)
@@ -293,17 +306,6 @@ class SQLiteStore(SQLiteConnections, StoreCore):
             job.started_at = now
         jobs.sort(key=lambda job: (-job.priority, job.id))
         return jobs
-
-    def _has_json(self, connection: sqlite3.Connection) -> bool:
-        known = getattr(self, "_json_functions", None)
-        if known is None:
-            try:
-                connection.execute("SELECT value FROM json_each('[1]')").fetchall()
-                known = True
-            except sqlite3.OperationalError:
-                known = False
-            self._json_functions = known
-        return known
 
     def _complete(self, connection: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[bool]:
         applied = [False] * len(outcomes)
