@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import select
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -26,7 +25,7 @@ from ..errors import (
 )
 from .config import DatabaseConfig
 from .migrations import migrations
-from .threads import close_with_thread
+from .threads import ThreadConnections
 
 try:
     import psycopg
@@ -36,7 +35,6 @@ try:
 except ImportError:  # pragma: no cover - depends on the installation
     raise ConfigurationError("PostgreSQL needs psycopg 3: pip install 'jobq[postgres]'") from None
 
-_INHERITED: list[Any] = []  # connections inherited across a fork: never closed
 # Connection settings jobq adds unless the URL gives its own: fail fast when the server is
 # unreachable, and notice a silently dropped connection (keepalives) within a minute.
 _DEFAULTS = {
@@ -89,7 +87,7 @@ def _hung_up(connection: Any) -> bool:
         return True
 
 
-class PostgreSQLConnections:
+class PostgreSQLConnections(ThreadConnections):
     """One PostgreSQL database (and jobq's schema in it), one connection per thread."""
 
     def __init__(
@@ -103,11 +101,7 @@ class PostgreSQLConnections:
         given = conninfo_to_dict(config.conninfo)
         added = {key: value for key, value in _DEFAULTS.items() if key not in given}
         self._conninfo = make_conninfo(config.conninfo, **added)
-        self._local = threading.local()
-        self._connections: list[Any] = []
-        self._finalizers: dict[int, Any] = {}  # id(connection) -> its weakref.finalize
-        self._lock = threading.RLock()  # re-entrant: a finalizer may run while it is held
-        self._pid = os.getpid()
+        ThreadConnections.__init__(self)
         self._open_schema(create, migrate)
 
     # -- connections -----------------------------------------------------------------------
@@ -118,19 +112,7 @@ class PostgreSQLConnections:
             connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
         except psycopg.Error as error:
             raise translate(error, self.where) from None
-        with self._lock:
-            self._connections.append(connection)
-        close_with_thread(self, connection)
         return connection
-
-    def _forked(self) -> None:
-        if self._pid != os.getpid():
-            _INHERITED.extend(self._connections)
-            self._pid = os.getpid()
-            self._local = threading.local()
-            self._connections = []
-            self._finalizers = {}
-            self._lock = threading.RLock()
 
     def _connection(self) -> Any:
         self._forked()
@@ -139,7 +121,8 @@ class PostgreSQLConnections:
             self._discard(connection)
             connection = None
         if connection is None:
-            connection = self._local.connection = self._connect()
+            connection = self._connect()
+            self._adopt(connection)
         return connection
 
     def _discard(self, connection: Any) -> None:
@@ -200,10 +183,15 @@ class PostgreSQLConnections:
         if listener is None:
             try:
                 listener = self._connect()
-                listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
-            except (psycopg.Error, DatabaseError):
+            except DatabaseError:
                 return True
-            self._local.listener = listener
+            try:
+                listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            except psycopg.Error:
+                with suppress(Exception):
+                    listener.close()
+                return True
+            self._adopt(listener, "listener")
             return True
         try:
             connection = listener.pgconn
@@ -233,19 +221,6 @@ class PostgreSQLConnections:
         except (OSError, ValueError, OverflowError, psycopg.Error):
             return True
         return self.changed()
-
-    def close(self) -> None:
-        if self._pid != os.getpid():
-            return
-        with self._lock:
-            connections, self._connections = self._connections, []
-            finalizers, self._finalizers = self._finalizers, {}
-            self._local = threading.local()  # before closing: no thread picks one up again
-        for finalizer in finalizers.values():
-            finalizer.detach()
-        for connection in connections:
-            with suppress(Exception):
-                connection.close()
 
     # -- schema ----------------------------------------------------------------------------
 

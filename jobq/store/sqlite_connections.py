@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,9 +20,8 @@ from ..errors import CorruptDatabaseError, DatabaseBusyError, DatabaseError, Sch
 from .config import DatabaseConfig
 from .migrations import migrations
 from .sqlite_files import damage_found, mark_damaged
-from .threads import close_with_thread
+from .threads import ThreadConnections
 
-_INHERITED: list[sqlite3.Connection] = []  # connections inherited across a fork: never closed
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 
 
@@ -44,7 +42,7 @@ def translate(error: sqlite3.Error, path: object) -> DatabaseError:
     return DatabaseError(f"database error on {path}: {message}")
 
 
-class SQLiteConnections:
+class SQLiteConnections(ThreadConnections):
     """One SQLite database file, one connection per thread of this process."""
 
     def __init__(
@@ -56,11 +54,7 @@ class SQLiteConnections:
         self.synchronous = config.options.get("synchronous", "normal").upper()
         self.busy_timeout_ms = int(config.options.get("busy_timeout", DEFAULT_BUSY_TIMEOUT_MS))
         self.max_page_count = int(config.options.get("max_page_count", 0))
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._finalizers: dict[int, Any] = {}  # id(connection) -> its weakref.finalize
-        self._lock = threading.RLock()  # re-entrant: a finalizer may run while it is held
-        self._pid = os.getpid()
+        ThreadConnections.__init__(self)
         self._check_file(create)
         self._open_schema(migrate)
 
@@ -163,15 +157,7 @@ class SQLiteConnections:
         return int(version)
 
     def _connection(self) -> sqlite3.Connection:
-        if self._pid != os.getpid():
-            # Forked: the inherited connections belong to the parent. Closing them here could
-            # disturb the parent's locks and WAL, so keep them referenced and never use them.
-            _INHERITED.extend(self._connections)
-            self._pid = os.getpid()
-            self._local = threading.local()
-            self._connections = []
-            self._finalizers = {}
-            self._lock = threading.RLock()
+        self._forked()
         connection = getattr(self._local, "connection", None)
         if connection is None:
             try:
@@ -193,13 +179,8 @@ class SQLiteConnections:
                     connection.execute(f"PRAGMA max_page_count = {self.max_page_count}")
             except sqlite3.Error as error:
                 raise translate(error, self.path) from None
-            self._local.connection = connection
+            self._adopt(connection)
             self._local.data_version = None
-            with self._lock:
-                self._connections.append(connection)
-            # When the thread ends, its local storage (and this token) goes: close its
-            # connection then, so a thread per request does not leave a file handle each.
-            close_with_thread(self, connection)
         return connection
 
     @contextmanager
@@ -226,19 +207,6 @@ class SQLiteConnections:
             return self._connection().execute(sql, parameters).fetchall()
         except sqlite3.Error as error:
             raise translate(error, self.path) from None
-
-    def close(self) -> None:
-        if self._pid != os.getpid():
-            return
-        with self._lock:
-            connections, self._connections = self._connections, []
-            finalizers, self._finalizers = self._finalizers, {}
-            self._local = threading.local()
-        for finalizer in finalizers.values():
-            finalizer.detach()
-        for connection in connections:
-            with suppress(sqlite3.Error):
-                connection.close()
 
     # -- schema ----------------------------------------------------------------------------
 
