@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -59,3 +62,24 @@ def migrations(backend: str) -> tuple[Migration, ...]:
     if versions != list(range(1, len(found) + 1)):
         raise ValueError(f"migrations in {folder} must be numbered 1..n without gaps: {versions}")
     return tuple(found)
+
+
+def apply_pending(
+    connection: Any, known: Sequence[Migration], run: Callable[[Migration], None], mark: str
+) -> list[int]:
+    """In the caller's transaction, jobq_migrations existing: apply each of ``known`` newer
+    than the version recorded (read here, inside the lock: another process may have migrated
+    meanwhile) with ``run``, recording it. ``mark``: the driver's parameter mark."""
+    recorded = connection.execute("SELECT COALESCE(MAX(version), 0) FROM jobq_migrations")
+    version = recorded.fetchone()[0]
+    applied = []
+    record = (
+        f"INSERT INTO jobq_migrations (version, name, applied_at) VALUES ({mark}, {mark}, {mark})"
+    )
+    for migration in known:
+        if migration.version <= version:
+            continue
+        run(migration)
+        connection.execute(record, (migration.version, migration.name, time.time()))
+        applied.append(migration.version)
+    return applied

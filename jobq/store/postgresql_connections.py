@@ -24,7 +24,7 @@ from ..errors import (
     SchemaVersionError,
 )
 from .config import DatabaseConfig
-from .migrations import migrations
+from .migrations import apply_pending, migrations
 from .threads import ThreadConnections
 
 try:
@@ -263,7 +263,6 @@ class PostgreSQLConnections(ThreadConnections):
         latest = known[-1].version if known else 0
         if self.schema_version() >= latest:
             return []
-        applied = []
         with self._write() as connection:
             # One migrating process at a time; the others wait here, then find nothing to do.
             connection.execute(
@@ -276,16 +275,9 @@ class PostgreSQLConnections(ThreadConnections):
                 "CREATE TABLE IF NOT EXISTS jobq_migrations (version INTEGER PRIMARY KEY,"
                 " name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
             )
-            version = connection.execute(
-                "SELECT COALESCE(MAX(version), 0) FROM jobq_migrations"
-            ).fetchone()[0]
-            for migration in known:
-                if migration.version <= version:
-                    continue
-                connection.execute(migration.sql.encode())
-                connection.execute(
-                    "INSERT INTO jobq_migrations (version, name, applied_at) VALUES (%s, %s, %s)",
-                    (migration.version, migration.name, time.time()),
-                )
-                applied.append(migration.version)
-        return applied
+            return apply_pending(
+                connection,
+                known,
+                lambda migration: connection.execute(migration.sql.encode()),
+                "%s",
+            )

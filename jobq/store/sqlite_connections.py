@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from ..errors import CorruptDatabaseError, DatabaseBusyError, DatabaseError, SchemaVersionError
 from .config import DatabaseConfig
-from .migrations import migrations
+from .migrations import Migration, apply_pending, migrations
 from .sqlite_files import damage_found, mark_damaged
 from .threads import ThreadConnections
 
@@ -223,24 +223,14 @@ class SQLiteConnections(ThreadConnections):
         latest = known[-1].version if known else 0
         if self.schema_version() >= latest:
             return []
-        applied = []
         with self._write() as connection:
             connection.execute(
                 "CREATE TABLE IF NOT EXISTS jobq_migrations ("
                 " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
             )
-            # Read again inside the write lock: another process may have migrated meanwhile.
-            version = connection.execute(
-                "SELECT COALESCE(MAX(version), 0) FROM jobq_migrations"
-            ).fetchone()[0]
-            for migration in known:
-                if migration.version <= version:
-                    continue
-                for statement in migration.statements():
+
+            def run(migration: Migration) -> None:
+                for statement in migration.statements():  # sqlite3 runs one at a time
                     connection.execute(statement)
-                connection.execute(
-                    "INSERT INTO jobq_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (migration.version, migration.name, time.time()),
-                )
-                applied.append(migration.version)
-        return applied
+
+            return apply_pending(connection, known, run, "?")
