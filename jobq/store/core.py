@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -432,17 +432,21 @@ class StoreCore(Store):
         )
         return [(row[0], row[1]) for row in rows]
 
+    def _locked(self, connection: Any, job_id: int, columns: str) -> Any:
+        """``columns`` of one job, its row locked until the transaction ends (PostgreSQL; SQLite's
+        writer holds every row); JobNotFoundError if there is no such job."""
+        query = f"SELECT {columns} FROM jobs WHERE id = ?{{lock}}"
+        row = self._run(connection, query, (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFoundError(f"no job with id {job_id}")
+        return row
+
     def cancel_job(self, job_id: int) -> str:
         return self._retried(lambda: self._cancel_job(job_id))
 
     def _cancel_job(self, job_id: int) -> str:
         with self._write() as connection:
-            row = self._run(
-                connection, "SELECT status, attempts, error FROM jobs WHERE id = ?{lock}", (job_id,)
-            ).fetchone()
-            if row is None:
-                raise JobNotFoundError(f"no job with id {job_id}")
-            status, attempts, previous = row
+            status, attempts, previous = self._locked(connection, job_id, "status, attempts, error")
             if status == "running":
                 self._run(
                     connection,
@@ -470,14 +474,10 @@ class StoreCore(Store):
 
     def _retry_job(self, job_id: int) -> None:
         with self._write() as connection:
-            row = self._run(
-                connection, "SELECT status FROM jobs WHERE id = ?{lock}", (job_id,)
-            ).fetchone()
-            if row is None:
-                raise JobNotFoundError(f"no job with id {job_id}")
-            if row[0] not in ("failed", "cancelled"):
+            (status,) = self._locked(connection, job_id, "status")
+            if status not in ("failed", "cancelled"):
                 raise InvalidStateError(
-                    f"job {job_id} is {row[0]}; only failed or cancelled jobs can be retried"
+                    f"job {job_id} is {status}; only failed or cancelled jobs can be retried"
                 )
             self._run(
                 connection,
@@ -487,8 +487,3 @@ class StoreCore(Store):
                 (job_id,),
             )
             self._notify(connection)
-
-
-def chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
