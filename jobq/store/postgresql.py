@@ -1,4 +1,6 @@
-"""The PostgreSQL store: the same jobs and workers as SQLite, shared by workers on many hosts.
+"""The PostgreSQL driver: the same jobs and workers as SQLite, shared by workers on many hosts.
+The state machine is the core's (:mod:`.core`); here is what many writers at once do their
+own way.
 
 Claims take rows with ``FOR UPDATE SKIP LOCKED``, so concurrent workers never wait for each
 other's jobs; a batch of outcomes is one fenced ``UPDATE ... FROM unnest(...)``. Every time
@@ -14,7 +16,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from ..errors import (
     ConnectionLostError,
@@ -31,9 +33,6 @@ from .records import (
     after_start,
     outcome_chunks,
 )
-
-if TYPE_CHECKING:
-    pass
 
 T = TypeVar("T")
 log = logging.getLogger("jobq.store")

@@ -1,4 +1,6 @@
-"""The SQLite store: jobs and workers as rows, each change one ``BEGIN IMMEDIATE`` transaction.
+"""The SQLite driver: jobs and workers as rows in one file, each change one ``BEGIN
+IMMEDIATE`` transaction. The state machine is the core's (:mod:`.core`); here are what one
+writer at a time does its own way: submitting, claiming and completing, purging.
 
 Connections, schema checks and migrations live in :mod:`.sqlite_connections`.
 """
@@ -8,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..faults import fault
 from ..models import SHELL_TASK, TERMINAL, ClaimedJob, NewJob, Outcome
@@ -22,9 +24,6 @@ from .records import (
 from .sqlite_connections import SQLiteConnections, translate
 from .sqlite_files import describe_file
 
-if TYPE_CHECKING:
-    pass
-
 PURGE_CHUNK = 2000  # rows deleted per transaction by purge (a few milliseconds of work)
 PURGE_PAUSE = 0.01  # seconds between chunks, for workers waiting on the write lock
 
@@ -35,10 +34,6 @@ _INSERT = (
 )
 
 _INSERT_ONE = _INSERT + " RETURNING id"
-
-# States that hold few jobs at a time, and the partial index that holds just them. Listing
-# the others walks the table newest first: most recent jobs are in them.
-_FEW = {"running": "jobs_running", "deferred": "jobs_deferred"}
 
 
 # The jobs_finished index's condition, written out whole so that SQLite can use the index.
