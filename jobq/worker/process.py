@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import signal
 import threading
 import time
@@ -32,13 +31,12 @@ from .execute import (
     failure,
 )
 from .patience import HOST, patiently, reap_dead
-from .runs import Pace, Run
+from .pipeline import Fetcher, Pipeline
+from .runs import Run
 from .settings import EXIT_CRASHED, EXIT_DAMAGED, EXIT_OK, WorkerSettings
 from .watchdog import Watchdog
 
 log = logging.getLogger("jobq.worker")
-
-STOP_CHECK = 0.05  # seconds an idle fetcher waits for new work before it looks for a stop
 
 
 class WorkerProcess:
@@ -68,32 +66,42 @@ class WorkerProcess:
         self.supervisor_pid = supervisor_pid
         self.pulse = pulse
         self.before_exit = before_exit  # called just before the process exits on its own
-        self.store: Store | None = None
-        # The hand-over queue from the fetcher (producer) to the executors (consumers). It is
-        # bounded by the slots, not by a maxsize: a job is claimed only for a free executor,
-        # so it never holds more than `threads` jobs. SimpleQueue (C) costs a fraction of
-        # queue.Queue's locks and conditions per job, measurable on short jobs. Jobs of quick
-        # tasks travel as runs, several to one executor (see .runs).
-        self.inbox: queue.SimpleQueue[ClaimedJob | Run | None] = queue.SimpleQueue()
-        self.pace = Pace(frozenset(name for name, task in tasks.items() if not task.batchable))
-        self.runs: set[Run] = set()  # runs an executor has started; self.lock
-        self.slots = threading.Semaphore(settings.threads)
-        self.lock = threading.Lock()
-        # (job id, claim) -> (job, monotonic deadline or None, its cancel flag); self.lock
-        self.active: dict[tuple[int, int], tuple[ClaimedJob, float | None, CancelFlag]] = {}
-        self.abandoned: set[tuple[int, int]] = set()
-        self.in_flight = 0  # jobs claimed and not yet handed to the completer
-        self.handed_over = 0  # jobs ever handed to the executors (burst: did a flush claim?)
-        self.busy_at = time.monotonic()  # when jobs were last handed over (the poll slows after)
-        self.stopping = threading.Event()  # stop claiming
-        self.finished = threading.Event()  # everything is over; background threads end
+        # What the threads share (slots, the hand-over queue, jobs in flight, the stop flags,
+        # the store and the completer), and the producer that fills it.
+        self.pipeline = Pipeline(tasks, settings)
+        self.fetcher = Fetcher(
+            self.pipeline,
+            settings,
+            worker_id,
+            on_damage=self._on_damage,
+            on_crash=self._on_fetcher_crash,
+        )
         self.stop_requests = 0
         self.crashed = False  # the fetcher died of a bug: exit non-zero
         self.damaged: CorruptDatabaseError | None = None  # the database file is damaged: stop
         self.executors: list[threading.Thread] = []
-        self.completer: Completer | None = None
         self.heart: threading.Thread | None = None
         self.watchdog = Watchdog(self)
+
+    @property
+    def store(self) -> Store | None:
+        return self.pipeline.store
+
+    @store.setter
+    def store(self, store: Store | None) -> None:
+        self.pipeline.store = store
+
+    @property
+    def completer(self) -> Completer | None:
+        return self.pipeline.completer
+
+    @completer.setter
+    def completer(self, completer: Completer | None) -> None:
+        self.pipeline.completer = completer
+
+    def _on_fetcher_crash(self) -> None:
+        self.crashed = True
+        self.pipeline.stopping.set()
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -106,10 +114,10 @@ class WorkerProcess:
         when to stop at once, and then kills its children itself.
         """
         # A signal handler: it runs in the main thread between bytecodes, so it must not take
-        # self.lock (the main thread may hold it). Only the main thread reads the counter.
+        # self.pipeline.lock (the main thread may hold it). Only the main thread reads the counter.
         if not (self.child and self.stop_requests):
             self.stop_requests += 1
-        self.stopping.set()
+        self.pipeline.stopping.set()
 
     def install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
@@ -142,22 +150,22 @@ class WorkerProcess:
         refill = Refill(
             self.worker_id,
             settings.queues,
-            self._refill_limit,
-            self._hand_over,
+            self.pipeline.refill_limit,
+            self.fetcher.hand_over,
             settings.commands,
         )
         self.completer = Completer(
             store,
             self.tasks,
-            on_recorded=self.slots.release,
+            on_recorded=self.pipeline.slots.release,
             refill=refill,
-            release=self._hand_back,
+            release=self.fetcher.hand_back,
         )
         self.completer.on_crash = self._on_completer_crash
         self.completer.start()
         for _ in range(settings.threads):
             self.start_executor()
-        fetcher = threading.Thread(target=self._fetch_loop, name="jobq-fetcher", daemon=True)
+        fetcher = threading.Thread(target=self.fetcher.loop, name="jobq-fetcher", daemon=True)
         fetcher.start()
         self.heart = threading.Thread(
             target=self._heartbeat_loop, name="jobq-heartbeat", daemon=True
@@ -173,17 +181,17 @@ class WorkerProcess:
         forced = False
         while True:
             self.watchdog.check()
-            if self.stopping.is_set():
+            if self.pipeline.stopping.is_set():
                 if deadline is None:
                     deadline = time.monotonic() + settings.grace
-                with self.lock:
-                    idle = self.in_flight == 0
+                with self.pipeline.lock:
+                    idle = self.pipeline.in_flight == 0
                 if idle and not fetcher.is_alive():
                     break
                 if self.stop_requests > 1 or time.monotonic() >= deadline:
                     forced = True
                     break
-            self.finished.wait(0.02)
+            self.pipeline.finished.wait(0.02)
         return self._shut_down(forced, fetcher)
 
     def _shut_down(self, forced: bool, fetcher: threading.Thread) -> int:
@@ -192,12 +200,12 @@ class WorkerProcess:
         # The sentinels, forced or not: an executor still busy takes its one when its job
         # ends (with procs=0 an idle one would otherwise wait for good in the caller's process).
         for _ in self.executors:
-            self.inbox.put(None)
+            self.pipeline.inbox.put(None)
         # Forced: jobs may still be running. Outcomes already held by runs are recorded; a
         # job that ends after this is requeued (refunded) below, as a running one is.
         self.record_runs()
         self.completer.stop(timeout=30)
-        self.finished.set()  # the heartbeat ends, and so cannot register us again
+        self.pipeline.finished.set()  # the heartbeat ends, and so cannot register us again
         if self.heart is not None:
             self.heart.join(timeout=5)
         if forced:
@@ -270,17 +278,17 @@ class WorkerProcess:
         if isinstance(error, CorruptDatabaseError):
             self._on_damage(error)
         self.crashed = True
-        self.stopping.set()
+        self.pipeline.stopping.set()
 
     def _on_damage(self, error: CorruptDatabaseError) -> None:
         """Stop: a damaged database stays damaged, and retrying would spin for ever. Outcomes
         not recorded are lost with the file's damage; the jobs it holds are as the file is."""
-        with self.lock:
+        with self.pipeline.lock:
             first = self.damaged is None
             self.damaged = error
         if first:
             log.error("%s; worker %s stops", error, self.worker_id)
-        self.stopping.set()
+        self.pipeline.stopping.set()
 
     def _register(self, patience: float) -> None:
         """Record this worker, waiting out a locked database for up to ``patience`` s."""
@@ -298,162 +306,8 @@ class WorkerProcess:
             ),
             seconds=patience,
             what=f"register worker {self.worker_id}",
-            give_up=self.stopping.is_set,
+            give_up=self.pipeline.stopping.is_set,
         )
-
-    # -- producer ----------------------------------------------------------------------------
-
-    def _fetch_loop(self) -> None:
-        pause = 0.05
-        try:
-            while not self.stopping.is_set():
-                try:
-                    if self._fetch_once():
-                        break
-                    pause = 0.05
-                except CorruptDatabaseError as error:
-                    self._on_damage(error)
-                    break
-                except DatabaseError as error:
-                    # Locked or full: nothing was claimed. Wait and try again.
-                    log.warning("fetching jobs failed, retrying in %.2f s: %s", pause, error)
-                    self.stopping.wait(pause)
-                    pause = min(pause * 2, 2.0)
-            self._hand_back_prefetched()
-        except Exception:
-            # A bug, not a database hiccup: stop this worker so that its supervisor (or the
-            # lease) hands its jobs to a fresh process instead of leaving a worker that
-            # heartbeats but never claims.
-            log.exception("the fetcher of worker %s failed; stopping", self.worker_id)
-            self.crashed = True
-            self.stopping.set()
-
-    def _fetch_once(self) -> bool:
-        """Claim jobs for the free slots and hand them over, or wait for work.
-
-        Returns True when a burst worker has nothing left to do.
-        """
-        settings = self.settings
-        store = self.store
-        assert store is not None
-        if not self.slots.acquire(timeout=0.05):
-            return False
-        free = 1
-        while free < settings.batch and self.slots.acquire(blocking=False):
-            free += 1
-        try:
-            store.changed()  # the baseline: any commit after this wakes an idle wait
-            jobs = store.claim(self.worker_id, settings.queues, free, commands=settings.commands)
-        except BaseException:
-            for _ in range(free):
-                self.slots.release()
-            raise
-        for _ in range(free - len(jobs)):
-            self.slots.release()
-        if jobs:
-            self._hand_over(jobs)
-            return False
-        if settings.burst and self._drained():
-            log.info("worker %s: no runnable job left (burst)", self.worker_id)
-            self.stopping.set()
-            return True
-        self._wait_for_work()
-        return False
-
-    def _hand_over(self, jobs: list[ClaimedJob]) -> None:
-        """Give claimed jobs to the executors (each holds a slot already).
-
-        Once a stop has begun nothing new may start: a claim that raced with the stop (the
-        completer read its refill limit just before) goes straight back to the queue.
-        """
-        fault("after_claim")
-        with self.lock:
-            stopping = self.stopping.is_set()
-            self.in_flight += len(jobs)
-            if not stopping:
-                self.handed_over += len(jobs)
-                self.busy_at = time.monotonic()
-                for item in self.pace.group(jobs):
-                    self.inbox.put(item)
-        if stopping:
-            self._hand_back(jobs)
-
-    def _refill_limit(self, freed: int) -> int:
-        """How many jobs the completer may claim for ``freed`` slots: none once stopping."""
-        return 0 if self.stopping.is_set() else freed
-
-    def _drained(self) -> bool:
-        """Burst mode: nothing in flight here, outcomes recorded, nothing runnable."""
-        assert self.store is not None and self.completer is not None
-        with self.lock:
-            if self.in_flight:
-                return False
-            handed_over = self.handed_over
-        self.completer.flush()
-        with self.lock:
-            # The flush may have refilled slots: those jobs may even have run already, their
-            # outcomes (which may release jobs waiting for them) not yet recorded.
-            if self.in_flight or self.handed_over != handed_over:
-                return False
-        settings = self.settings
-        runnable = self.store.runnable_count(settings.queues, commands=settings.commands)
-        return runnable == 0
-
-    def _wait_for_work(self) -> None:
-        """Sleep until another connection commits, a scheduled job comes due, or the backstop."""
-        settings = self.settings
-        store = self.store
-        assert store is not None
-        now = time.monotonic()
-        wake_at = now + settings.backstop
-        next_run = store.next_run_at(settings.queues, commands=settings.commands)
-        if next_run is not None:
-            wake_at = min(wake_at, now + max(next_run - time.time(), settings.poll))
-        while not self.stopping.is_set():
-            now = time.monotonic()
-            remaining = wake_at - now
-            if remaining <= 0:
-                return
-            idle = now - self.busy_at > settings.idle_after
-            poll = settings.idle_poll if idle else settings.poll
-            # In slices, so that a stop is seen within STOP_CHECK seconds.
-            if store.wait_for_change(min(remaining, STOP_CHECK), poll):
-                return
-
-    def _hand_back_prefetched(self) -> None:
-        returned: list[ClaimedJob] = []
-        while True:
-            try:
-                item = self.inbox.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, Run):
-                returned += item.take_pending()
-            elif item is not None:
-                returned.append(item)
-        self._hand_back(returned)
-
-    def _hand_back(self, jobs: list[ClaimedJob]) -> None:
-        """Queue again jobs claimed but not started (the attempt does not count)."""
-        if not jobs:
-            return
-        assert self.store is not None
-        try:
-            self.store.release_jobs(self.worker_id, [(job.id, job.claim) for job in jobs])
-            log.info(
-                "worker %s handed back %s not started", self.worker_id, counted(len(jobs), "job")
-            )
-        except DatabaseError as error:  # they are released with the worker at shutdown
-            log.warning(
-                "could not hand back %s not started yet: %s", counted(len(jobs), "job"), error
-            )
-        finally:
-            # Whatever happened, they are out of this process's hands: a stop must not wait
-            # its whole grace for them (the worker's release at its end requeues them).
-            with self.lock:
-                self.in_flight -= len(jobs)
-            for _ in jobs:
-                self.slots.release()
 
     # -- consumers -------------------------------------------------------------------------
 
@@ -466,14 +320,14 @@ class WorkerProcess:
 
     def _execute_loop(self) -> None:
         while True:
-            item = self.inbox.get()
+            item = self.pipeline.inbox.get()
             if item is None:
                 return
             if isinstance(item, Run):
                 if not self._execute_run(item):
                     return
                 continue
-            if self.stopping.is_set():  # claimed before the stop, not started: not to be
+            if self.pipeline.stopping.is_set():  # claimed before the stop, not started: not to be
                 self.pass_on([item])
                 continue
             outcome = self._execute(item)
@@ -490,8 +344,8 @@ class WorkerProcess:
             deadline = time.monotonic() + job.timeout
         key = (job.id, job.claim)
         cancel = CancelFlag()
-        with self.lock:
-            self.active[key] = (job, deadline, cancel)
+        with self.pipeline.lock:
+            self.pipeline.active[key] = (job, deadline, cancel)
         fault("before_task")
         started = time.perf_counter()
         try:
@@ -503,12 +357,12 @@ class WorkerProcess:
             outcome = failure(
                 job, self.worker_id, error_json("WorkerError", message), retry_at=None
             )
-        self.pace.record(job.task, time.perf_counter() - started)
+        self.pipeline.pace.record(job.task, time.perf_counter() - started)
         fault("after_task")
-        with self.lock:
-            self.active.pop(key, None)
-            abandoned = key in self.abandoned
-            self.abandoned.discard(key)
+        with self.pipeline.lock:
+            self.pipeline.active.pop(key, None)
+            abandoned = key in self.pipeline.abandoned
+            self.pipeline.abandoned.discard(key)
         if abandoned:
             # Timed out and already recorded; a fresh thread took this one's place.
             log.warning("job %s finished after its timeout; outcome discarded", job.id)
@@ -520,11 +374,11 @@ class WorkerProcess:
         run has gone on for STALL seconds, or a stop has begun, the jobs not started go on
         to other executors, or back to the queue. False if this thread must end (abandoned).
         """
-        with self.lock:
-            self.runs.add(run)
+        with self.pipeline.lock:
+            self.pipeline.runs.add(run)
         alive = True
         try:
-            while not self.stopping.is_set():
+            while not self.pipeline.stopping.is_set():
                 job = run.next()
                 if job is None:
                     break
@@ -534,8 +388,8 @@ class WorkerProcess:
                     break
                 run.finished(outcome, job)
         finally:
-            with self.lock:
-                self.runs.discard(run)
+            with self.pipeline.lock:
+                self.pipeline.runs.discard(run)
             self.record(run.take_done())
             self.pass_on(run.take_pending())
         return alive
@@ -547,15 +401,15 @@ class WorkerProcess:
             return
         assert self.completer is not None
         self.completer.submit_many(finished)
-        with self.lock:
-            self.in_flight -= len(finished)
+        with self.pipeline.lock:
+            self.pipeline.in_flight -= len(finished)
 
     # -- shared with the watchdog (jobq/worker/watchdog.py) ---------------------------------
 
     def record_runs(self) -> None:
         """Hand over the outcomes the runs under way hold (before a flush or a stop)."""
-        with self.lock:
-            runs = list(self.runs)
+        with self.pipeline.lock:
+            runs = list(self.pipeline.runs)
         for run in runs:
             self.record(run.take_done())
 
@@ -565,11 +419,11 @@ class WorkerProcess:
         main thread would need a database session of its own)."""
         if not jobs:
             return
-        with self.lock:
-            stopping = self.stopping.is_set()
+        with self.pipeline.lock:
+            stopping = self.pipeline.stopping.is_set()
             if not stopping:
                 for job in jobs:
-                    self.inbox.put(job)
+                    self.pipeline.inbox.put(job)
         if stopping:
             assert self.completer is not None
             self.completer.hand_back(jobs)
@@ -594,7 +448,7 @@ class WorkerProcess:
         store = self.store
         assert store is not None
         next_reap = time.monotonic() + settings.lease / 2
-        while not self.finished.wait(settings.heartbeat):
+        while not self.pipeline.finished.wait(settings.heartbeat):
             try:
                 if not store.heartbeat(self.worker_id):
                     # We were presumed dead and our jobs queued again; carry on as a new worker.

@@ -47,7 +47,7 @@ class Watchdog:
         """
         worker = self.worker
         now = time.monotonic()
-        if now < self.next_cancel_check or not worker.active:
+        if now < self.next_cancel_check or not worker.pipeline.active:
             return
         self.next_cancel_check = now + CANCEL_CHECK
         assert worker.store is not None
@@ -56,9 +56,9 @@ class Watchdog:
         except DatabaseError as error:
             log.warning("could not look for cancelled jobs: %s", error)
             return
-        with worker.lock:
-            for key in requested & set(worker.active):
-                job, deadline, cancel = worker.active[key]
+        with worker.pipeline.lock:
+            for key in requested & set(worker.pipeline.active):
+                job, deadline, cancel = worker.pipeline.active[key]
                 if cancel.is_set():
                     continue
                 cancel.set()
@@ -66,22 +66,22 @@ class Watchdog:
                 task = worker.tasks.get(job.task)
                 if task is None or not task.stops_itself:
                     limit = now + worker.settings.cancel_grace
-                    worker.active[key] = (job, min(deadline or limit, limit), cancel)
+                    worker.pipeline.active[key] = (job, min(deadline or limit, limit), cancel)
 
     def timeouts(self) -> None:
         worker = self.worker
         now = time.monotonic()
-        with worker.lock:
+        with worker.pipeline.lock:
             expired = [
                 (job, cancel.is_set())
-                for job, deadline, cancel in worker.active.values()
+                for job, deadline, cancel in worker.pipeline.active.values()
                 if deadline is not None and deadline <= now
             ]
             if not expired:
                 return
             for job, _ in expired:
-                del worker.active[(job.id, job.claim)]
-                worker.abandoned.add((job.id, job.claim))
+                del worker.pipeline.active[(job.id, job.claim)]
+                worker.pipeline.abandoned.add((job.id, job.claim))
         assert worker.store is not None and worker.completer is not None
         for job, cancelled in expired:
             if cancelled:
@@ -99,11 +99,11 @@ class Watchdog:
             return
         # A thread cannot be killed: recycle the process. Record the timeouts, queue the
         # other running jobs again without counting their attempt, and exit.
-        worker.stopping.set()
+        worker.pipeline.stopping.set()
         # The other running jobs go back to the queue: their commands must not run on beside
         # a rerun. Abandoned first, so that being killed is not recorded as their outcome.
-        with worker.lock:
-            worker.abandoned.update(worker.active)
+        with worker.pipeline.lock:
+            worker.pipeline.abandoned.update(worker.pipeline.active)
         worker.stop_commands()
         worker.record_runs()
         worker.completer.flush(timeout=30)
@@ -122,11 +122,11 @@ class Watchdog:
         """A run that has gone on for STALL seconds (its current job turned out slow) hands
         the jobs waiting behind it to other executors, and its outcomes to the completer."""
         worker = self.worker
-        with worker.lock:
-            if not worker.runs:
+        with worker.pipeline.lock:
+            if not worker.pipeline.runs:
                 return
             now = time.monotonic()
-            stalled = [run for run in worker.runs if run.stalled(now)]
+            stalled = [run for run in worker.pipeline.runs if run.stalled(now)]
         for run in stalled:
             waiting = run.take_pending()
             worker.pass_on(waiting)

@@ -41,15 +41,15 @@ def worker_holding(tmp_path: Path, count: int) -> tuple[JobQ, WorkerProcess, lis
     ids = [job.id for job in quick.submit_many([(n,) for n in range(count)])]
     worker = WorkerProcess(app.tasks, WorkerSettings(database=str(app.database)), "w")
     worker.store = app.store
-    worker.completer = Completer(worker._hand_back)  # type: ignore[assignment]
+    worker.completer = Completer(worker.fetcher.hand_back)  # type: ignore[assignment]
     app.store.register_worker(
         "w", kind="worker", pid=1, host="h", supervisor_pid=None, queues=None, threads=4
     )
     jobs = app.store.claim("w", None, count)
     assert [job.id for job in jobs] == ids
     for _ in jobs:
-        worker.slots.acquire()
-    worker.in_flight = count
+        worker.pipeline.slots.acquire()
+    worker.pipeline.in_flight = count
     return app, worker, jobs
 
 
@@ -62,12 +62,12 @@ def test_an_executor_that_sees_the_stop_hands_back_the_rest_of_its_run(tmp_path:
     run = Run(jobs)
     assert run.next() is jobs[0]  # the first job runs; then the stop comes
     run.finished(Outcome(jobs[0].id, "w", jobs[0].claim, "succeeded", "0"), jobs[0])
-    worker.stopping.set()
+    worker.pipeline.stopping.set()
     assert worker._execute_run(run) is True
     completer: Any = worker.completer
     assert [job.id for _, job in completer.recorded] == [jobs[0].id]
     assert statuses(app, jobs[1:]) == [("queued", 0), ("queued", 0)]
-    assert worker.in_flight == 0
+    assert worker.pipeline.in_flight == 0
 
 
 def test_the_waiting_jobs_of_a_stalled_run_go_back_once_a_stop_has_begun(tmp_path: Path) -> None:
@@ -75,12 +75,12 @@ def test_the_waiting_jobs_of_a_stalled_run_go_back_once_a_stop_has_begun(tmp_pat
     run = Run(jobs)
     assert run.next() is jobs[0]  # still running, and long enough to count as stalled
     run.began = time.monotonic() - STALL * 2
-    worker.runs.add(run)
-    worker.stopping.set()
+    worker.pipeline.runs.add(run)
+    worker.pipeline.stopping.set()
     worker.watchdog.runs()
     assert statuses(app, jobs) == [("running", 1), ("queued", 0), ("queued", 0)]
-    assert worker.inbox.empty()
-    assert worker.in_flight == 1
+    assert worker.pipeline.inbox.empty()
+    assert worker.pipeline.in_flight == 1
 
 
 def test_without_a_stop_they_go_to_the_other_executors(tmp_path: Path) -> None:
@@ -88,11 +88,11 @@ def test_without_a_stop_they_go_to_the_other_executors(tmp_path: Path) -> None:
     run = Run(jobs)
     assert run.next() is jobs[0]
     run.began = time.monotonic() - STALL * 2
-    worker.runs.add(run)
+    worker.pipeline.runs.add(run)
     worker.watchdog.runs()
-    assert [worker.inbox.get_nowait(), worker.inbox.get_nowait()] == jobs[1:]
+    assert [worker.pipeline.inbox.get_nowait(), worker.pipeline.inbox.get_nowait()] == jobs[1:]
     assert statuses(app, jobs) == [("running", 1)] * 3
-    assert worker.in_flight == 3
+    assert worker.pipeline.in_flight == 3
 
 
 def outcome(job: ClaimedJob) -> Outcome:
@@ -106,14 +106,14 @@ def test_outcomes_done_in_a_run_are_not_held_back_by_its_last_slow_job(tmp_path:
         assert run.next() is job
         run.finished(outcome(job), job)
     assert run.next() is jobs[2]  # the last job, now slow: nothing waits behind it
-    worker.runs.add(run)
+    worker.pipeline.runs.add(run)
     worker.watchdog.runs()
     completer: Any = worker.completer
     assert completer.recorded == []  # a fresh run is not stalled
     run.began = time.monotonic() - STALL * 2
     worker.watchdog.runs()
     assert [job.id for _, job in completer.recorded] == [job.id for job in jobs[:2]]
-    assert worker.in_flight == 1
+    assert worker.pipeline.in_flight == 1
 
 
 def test_a_run_that_has_gone_on_too_long_starts_no_more_jobs(tmp_path: Path) -> None:
@@ -125,7 +125,7 @@ def test_a_run_that_has_gone_on_too_long_starts_no_more_jobs(tmp_path: Path) -> 
     run.began = time.monotonic() - STALL * 2
     assert run.next() is None
     assert worker._execute_run(run) is True
-    assert [worker.inbox.get_nowait(), worker.inbox.get_nowait()] == jobs[1:]
+    assert [worker.pipeline.inbox.get_nowait(), worker.pipeline.inbox.get_nowait()] == jobs[1:]
     completer: Any = worker.completer
     assert [job.id for _, job in completer.recorded] == [jobs[0].id]
 
@@ -133,7 +133,10 @@ def test_a_run_that_has_gone_on_too_long_starts_no_more_jobs(tmp_path: Path) -> 
 def with_real_completer(worker: WorkerProcess) -> RealCompleter:
     assert worker.store is not None
     completer = RealCompleter(
-        worker.store, worker.tasks, on_recorded=worker.slots.release, release=worker._hand_back
+        worker.store,
+        worker.tasks,
+        on_recorded=worker.pipeline.slots.release,
+        release=worker.fetcher.hand_back,
     )
     worker.completer = completer
     completer.start()
@@ -143,13 +146,13 @@ def with_real_completer(worker: WorkerProcess) -> RealCompleter:
 def test_a_stop_hands_a_run_back_through_the_completer_thread(tmp_path: Path) -> None:
     app, worker, jobs = worker_holding(tmp_path, 3)
     completer = with_real_completer(worker)
-    worker.stopping.set()
+    worker.pipeline.stopping.set()
     assert worker._execute_run(Run(jobs)) is True
     assert completer.flush(timeout=10)
     completer.stop(timeout=10)
     assert statuses(app, jobs) == [("queued", 0)] * 3
-    assert worker.in_flight == 0
-    assert worker.slots._value == worker.settings.threads  # every slot back
+    assert worker.pipeline.in_flight == 0
+    assert worker.pipeline.slots._value == worker.settings.threads  # every slot back
 
 
 def test_a_failed_hand_back_does_not_keep_the_stop_waiting(
@@ -162,9 +165,9 @@ def test_a_failed_hand_back_does_not_keep_the_stop_waiting(
         raise RuntimeError("a bug in the store")
 
     monkeypatch.setattr(app.store, "release_jobs", broken)
-    worker.stopping.set()
+    worker.pipeline.stopping.set()
     worker.pass_on(jobs)
     assert completer.flush(timeout=10)
     completer.stop(timeout=10)
-    assert worker.in_flight == 0  # the worker's release at its end requeues them
-    assert worker.slots._value == worker.settings.threads
+    assert worker.pipeline.in_flight == 0  # the worker's release at its end requeues them
+    assert worker.pipeline.slots._value == worker.settings.threads
