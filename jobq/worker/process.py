@@ -1,9 +1,10 @@
-"""One worker process: a producer thread, M consumer threads and a completer.
+"""One worker process: a producer thread, M consumer threads and a completer, put together.
 
-The fetcher (producer) claims jobs in batches, never more than there are idle executor
-threads, into a ``queue.SimpleQueue`` (jobs of quick tasks as runs: see .runs); executors
-(consumers) run them and hand the outcomes to the completer; the main thread watches
-timeouts, cancel requests and runs (see .watchdog) and signals.
+The fetcher (producer, .pipeline) claims jobs in batches, never more than there are idle
+executor threads, into the pipeline's queue (jobs of quick tasks as runs: see .runs); the
+executors (consumers, .executors) run them and hand the outcomes to the completer
+(.completer); the main thread watches timeouts, cancel requests and runs (.watchdog) and
+signals. This module starts them, registers and heartbeats the worker, and stops it.
 """
 
 from __future__ import annotations
@@ -16,23 +17,15 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..context import CancelFlag
 from ..errors import CorruptDatabaseError, DatabaseError
-from ..faults import fault
-from ..models import ClaimedJob, Outcome, counted
+from ..models import counted
 from ..store import Store, open_store
 from ..tasks import Task
 from .children import end_leftover_children
 from .completer import Completer, Refill
-from .execute import (
-    describe_error,
-    error_json,
-    execute,
-    failure,
-)
+from .executors import Executors
 from .patience import HOST, patiently, reap_dead
 from .pipeline import Fetcher, Pipeline
-from .runs import Run
 from .settings import EXIT_CRASHED, EXIT_DAMAGED, EXIT_OK, WorkerSettings
 from .watchdog import Watchdog
 
@@ -79,7 +72,7 @@ class WorkerProcess:
         self.stop_requests = 0
         self.crashed = False  # the fetcher died of a bug: exit non-zero
         self.damaged: CorruptDatabaseError | None = None  # the database file is damaged: stop
-        self.executors: list[threading.Thread] = []
+        self.executors = Executors(self.pipeline, tasks, worker_id)
         self.heart: threading.Thread | None = None
         self.watchdog = Watchdog(self)
 
@@ -164,7 +157,7 @@ class WorkerProcess:
         self.completer.on_crash = self._on_completer_crash
         self.completer.start()
         for _ in range(settings.threads):
-            self.start_executor()
+            self.executors.start()
         fetcher = threading.Thread(target=self.fetcher.loop, name="jobq-fetcher", daemon=True)
         fetcher.start()
         self.heart = threading.Thread(
@@ -199,11 +192,11 @@ class WorkerProcess:
         fetcher.join(timeout=5)
         # The sentinels, forced or not: an executor still busy takes its one when its job
         # ends (with procs=0 an idle one would otherwise wait for good in the caller's process).
-        for _ in self.executors:
+        for _ in self.executors.threads:
             self.pipeline.inbox.put(None)
         # Forced: jobs may still be running. Outcomes already held by runs are recorded; a
         # job that ends after this is requeued (refunded) below, as a running one is.
-        self.record_runs()
+        self.executors.record_runs()
         self.completer.stop(timeout=30)
         self.pipeline.finished.set()  # the heartbeat ends, and so cannot register us again
         if self.heart is not None:
@@ -308,125 +301,6 @@ class WorkerProcess:
             what=f"register worker {self.worker_id}",
             give_up=self.pipeline.stopping.is_set,
         )
-
-    # -- consumers -------------------------------------------------------------------------
-
-    def start_executor(self) -> None:
-        thread = threading.Thread(
-            target=self._execute_loop, name=f"jobq-executor-{len(self.executors)}", daemon=True
-        )
-        self.executors.append(thread)
-        thread.start()
-
-    def _execute_loop(self) -> None:
-        while True:
-            item = self.pipeline.inbox.get()
-            if item is None:
-                return
-            if isinstance(item, Run):
-                if not self._execute_run(item):
-                    return
-                continue
-            if self.pipeline.stopping.is_set():  # claimed before the stop, not started: not to be
-                self.pass_on([item])
-                continue
-            outcome = self._execute(item)
-            if outcome is None:
-                return
-            self.record([(outcome, item)])
-
-    def _execute(self, job: ClaimedJob) -> Outcome | None:
-        """Run one job in this thread; None if its timeout came first (then the watchdog has
-        recorded it and another thread has taken this one's place: this one must end)."""
-        deadline = None
-        task = self.tasks.get(job.task)
-        if job.timeout and not (task is not None and task.stops_itself):
-            deadline = time.monotonic() + job.timeout
-        key = (job.id, job.claim)
-        cancel = CancelFlag()
-        with self.pipeline.lock:
-            self.pipeline.active[key] = (job, deadline, cancel)
-        fault("before_task")
-        started = time.perf_counter()
-        try:
-            outcome = execute(self.tasks, job, self.worker_id, cancel)
-        except BaseException as error:  # noqa: BLE001 - a bug in jobq, not in the task
-            # Never let an executor die holding a slot and a running job.
-            log.exception("executing job %s failed inside jobq", job.id)
-            message = f"jobq could not run the job: {describe_error(error)}"
-            outcome = failure(
-                job, self.worker_id, error_json("WorkerError", message), retry_at=None
-            )
-        self.pipeline.pace.record(job.task, time.perf_counter() - started)
-        fault("after_task")
-        with self.pipeline.lock:
-            self.pipeline.active.pop(key, None)
-            abandoned = key in self.pipeline.abandoned
-            self.pipeline.abandoned.discard(key)
-        if abandoned:
-            # Timed out and already recorded; a fresh thread took this one's place.
-            log.warning("job %s finished after its timeout; outcome discarded", job.id)
-            return None
-        return outcome
-
-    def _execute_run(self, run: Run) -> bool:
-        """Run the jobs of ``run`` in turn and hand their outcomes over together. Once the
-        run has gone on for STALL seconds, or a stop has begun, the jobs not started go on
-        to other executors, or back to the queue. False if this thread must end (abandoned).
-        """
-        with self.pipeline.lock:
-            self.pipeline.runs.add(run)
-        alive = True
-        try:
-            while not self.pipeline.stopping.is_set():
-                job = run.next()
-                if job is None:
-                    break
-                outcome = self._execute(job)
-                if outcome is None:
-                    alive = False
-                    break
-                run.finished(outcome, job)
-        finally:
-            with self.pipeline.lock:
-                self.pipeline.runs.discard(run)
-            self.record(run.take_done())
-            self.pass_on(run.take_pending())
-        return alive
-
-    def record(self, finished: list[tuple[Outcome, ClaimedJob]]) -> None:
-        """Hand outcomes to the completer; only then are their jobs out of flight (a stop
-        that sees in_flight == 0 must find every outcome already in the completer's inbox)."""
-        if not finished:
-            return
-        assert self.completer is not None
-        self.completer.submit_many(finished)
-        with self.pipeline.lock:
-            self.pipeline.in_flight -= len(finished)
-
-    # -- shared with the watchdog (jobq/worker/watchdog.py) ---------------------------------
-
-    def record_runs(self) -> None:
-        """Hand over the outcomes the runs under way hold (before a flush or a stop)."""
-        with self.pipeline.lock:
-            runs = list(self.pipeline.runs)
-        for run in runs:
-            self.record(run.take_done())
-
-    def pass_on(self, jobs: list[ClaimedJob]) -> None:
-        """Jobs claimed but not started: to the other executors; once a stop has begun, back
-        to the queue, through the completer (whose thread writes anyway: an executor or the
-        main thread would need a database session of its own)."""
-        if not jobs:
-            return
-        with self.pipeline.lock:
-            stopping = self.pipeline.stopping.is_set()
-            if not stopping:
-                for job in jobs:
-                    self.pipeline.inbox.put(job)
-        if stopping:
-            assert self.completer is not None
-            self.completer.hand_back(jobs)
 
     def stop_commands(self) -> None:
         for task in self.tasks.values():

@@ -92,10 +92,10 @@ class Watchdog:
             else:
                 log.warning("job %s ran past its timeout of %s s", job.id, job.timeout)
                 outcome = timeout_outcome(job, worker.worker_id, worker.tasks.get(job.task))
-            worker.record([(outcome, job)])  # out of flight once in the completer's inbox
+            worker.executors.record([(outcome, job)])  # out of flight once in the completer's inbox
         if not worker.child:
             for _ in expired:
-                worker.start_executor()
+                worker.executors.start()
             return
         # A thread cannot be killed: recycle the process. Record the timeouts, queue the
         # other running jobs again without counting their attempt, and exit.
@@ -105,7 +105,7 @@ class Watchdog:
         with worker.pipeline.lock:
             worker.pipeline.abandoned.update(worker.pipeline.active)
         worker.stop_commands()
-        worker.record_runs()
+        worker.executors.record_runs()
         worker.completer.flush(timeout=30)
         worker.store.release_worker(
             worker.worker_id, reason="worker recycled after another job's timeout", refund=True
@@ -129,8 +129,8 @@ class Watchdog:
             stalled = [run for run in worker.pipeline.runs if run.stalled(now)]
         for run in stalled:
             waiting = run.take_pending()
-            worker.pass_on(waiting)
-            worker.record(run.take_done())
+            worker.executors.pass_on(waiting)
+            worker.executors.record(run.take_done())
             if waiting:
                 log.info(
                     "%s waited behind a slow job of a run; handed on", counted(len(waiting), "job")

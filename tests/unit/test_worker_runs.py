@@ -63,7 +63,7 @@ def test_an_executor_that_sees_the_stop_hands_back_the_rest_of_its_run(tmp_path:
     assert run.next() is jobs[0]  # the first job runs; then the stop comes
     run.finished(Outcome(jobs[0].id, "w", jobs[0].claim, "succeeded", "0"), jobs[0])
     worker.pipeline.stopping.set()
-    assert worker._execute_run(run) is True
+    assert worker.executors.execute_run(run) is True
     completer: Any = worker.completer
     assert [job.id for _, job in completer.recorded] == [jobs[0].id]
     assert statuses(app, jobs[1:]) == [("queued", 0), ("queued", 0)]
@@ -124,7 +124,7 @@ def test_a_run_that_has_gone_on_too_long_starts_no_more_jobs(tmp_path: Path) -> 
     run.finished(outcome(jobs[0]), jobs[0])
     run.began = time.monotonic() - STALL * 2
     assert run.next() is None
-    assert worker._execute_run(run) is True
+    assert worker.executors.execute_run(run) is True
     assert [worker.pipeline.inbox.get_nowait(), worker.pipeline.inbox.get_nowait()] == jobs[1:]
     completer: Any = worker.completer
     assert [job.id for _, job in completer.recorded] == [jobs[0].id]
@@ -147,7 +147,7 @@ def test_a_stop_hands_a_run_back_through_the_completer_thread(tmp_path: Path) ->
     app, worker, jobs = worker_holding(tmp_path, 3)
     completer = with_real_completer(worker)
     worker.pipeline.stopping.set()
-    assert worker._execute_run(Run(jobs)) is True
+    assert worker.executors.execute_run(Run(jobs)) is True
     assert completer.flush(timeout=10)
     completer.stop(timeout=10)
     assert statuses(app, jobs) == [("queued", 0)] * 3
@@ -166,7 +166,7 @@ def test_a_failed_hand_back_does_not_keep_the_stop_waiting(
 
     monkeypatch.setattr(app.store, "release_jobs", broken)
     worker.pipeline.stopping.set()
-    worker.pass_on(jobs)
+    worker.executors.pass_on(jobs)
     assert completer.flush(timeout=10)
     completer.stop(timeout=10)
     assert worker.pipeline.in_flight == 0  # the worker's release at its end requeues them
