@@ -26,7 +26,7 @@ from .completer import Completer, Refill
 from .executors import Executors
 from .patience import HOST, patiently, reap_dead
 from .pipeline import Fetcher, Pipeline
-from .settings import EXIT_CRASHED, EXIT_DAMAGED, EXIT_OK, WorkerSettings
+from .settings import EXIT_CRASHED, EXIT_DAMAGED, EXIT_OK, EXIT_RECYCLE, WorkerSettings
 from .watchdog import Watchdog
 
 log = logging.getLogger("jobq.worker")
@@ -50,7 +50,6 @@ class WorkerProcess:
         child: bool = False,
         supervisor_pid: int | None = None,
         pulse: Callable[[], None] | None = None,
-        before_exit: Callable[[], None] | None = None,
     ) -> None:
         self.tasks = tasks
         self.settings = settings
@@ -58,7 +57,6 @@ class WorkerProcess:
         self.child = child
         self.supervisor_pid = supervisor_pid
         self.pulse = pulse
-        self.before_exit = before_exit  # called just before the process exits on its own
         # What the threads share (slots, the hand-over queue, jobs in flight, the stop flags,
         # the store and the completer), and the producer that fills it.
         self.pipeline = Pipeline(tasks, settings)
@@ -70,6 +68,9 @@ class WorkerProcess:
             on_crash=self._on_fetcher_crash,
         )
         self.stop_requests = 0
+        # A job outlived its timeout (or its cancel's grace) in a supervised process: a thread
+        # cannot be killed, so the process stops at once and exits EXIT_RECYCLE to be replaced.
+        self.recycling = False
         self.crashed = False  # the fetcher died of a bug: exit non-zero
         self.damaged: CorruptDatabaseError | None = None  # the database file is damaged: stop
         self.executors = Executors(self.pipeline, tasks, worker_id)
@@ -91,6 +92,12 @@ class WorkerProcess:
     @completer.setter
     def completer(self, completer: Completer | None) -> None:
         self.pipeline.completer = completer
+
+    def recycle(self) -> None:
+        """Stop at once and exit EXIT_RECYCLE (the main loop takes the one way of stopping):
+        the watchdog found a job it cannot stop, in a process its supervisor replaces."""
+        self.recycling = True
+        self.pipeline.stopping.set()
 
     def _on_fetcher_crash(self) -> None:
         self.crashed = True
@@ -174,6 +181,9 @@ class WorkerProcess:
         forced = False
         while True:
             self.watchdog.check()
+            if self.recycling:
+                forced = True
+                break
             if self.pipeline.stopping.is_set():
                 if deadline is None:
                     deadline = time.monotonic() + settings.grace
@@ -211,6 +221,14 @@ class WorkerProcess:
             self.store.close()
         if self.child:  # a process of jobq's own: every other process in it is a task's
             end_leftover_children()
+        if self.recycling:
+            log.warning(
+                "worker %s recycles its process after a job timeout or an ignored cancel; "
+                "%s queued again",
+                self.worker_id,
+                counted(released, "other running job"),
+            )
+            return EXIT_RECYCLE
         if forced:
             log.warning(
                 "worker %s stopped at once; %s queued again",

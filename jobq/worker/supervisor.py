@@ -90,7 +90,6 @@ def _child_main(
         child=True,
         supervisor_pid=supervisor_pid,
         pulse=beat,
-        before_exit=mark_clean,
     )
     for task in tasks.values():
         if task.processes is not None:  # read by the supervisor if this process is killed

@@ -9,14 +9,12 @@ has gone on too long, and hands over the outcomes it holds (see .runs).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import TYPE_CHECKING
 
 from ..errors import DatabaseError
 from ..models import counted
 from .execute import cancelled_outcome, timeout_outcome
-from .settings import EXIT_RECYCLE
 
 if TYPE_CHECKING:
     from .process import WorkerProcess
@@ -97,26 +95,13 @@ class Watchdog:
             for _ in expired:
                 worker.executors.start()
             return
-        # A thread cannot be killed: recycle the process. Record the timeouts, queue the
-        # other running jobs again without counting their attempt, and exit.
-        worker.pipeline.stopping.set()
-        # The other running jobs go back to the queue: their commands must not run on beside
-        # a rerun. Abandoned first, so that being killed is not recorded as their outcome.
+        # A thread cannot be killed: recycle the process, by the worker's one way of stopping
+        # at once. The timeouts are recorded (above); the other running jobs go back to the
+        # queue without counting their attempt, and their commands stop: abandoned first, so
+        # that neither their being killed nor a late end is recorded as their outcome.
         with worker.pipeline.lock:
             worker.pipeline.abandoned.update(worker.pipeline.active)
-        worker.stop_commands()
-        worker.executors.record_runs()
-        worker.completer.flush(timeout=30)
-        worker.store.release_worker(
-            worker.worker_id, reason="worker recycled after another job's timeout", refund=True
-        )
-        log.warning(
-            "worker %s recycles its process after a job timeout or an ignored cancel",
-            worker.worker_id,
-        )
-        if worker.before_exit is not None:
-            worker.before_exit()
-        os._exit(EXIT_RECYCLE)
+        worker.recycle()
 
     def runs(self) -> None:
         """A run that has gone on for STALL seconds (its current job turned out slow) hands
