@@ -7,6 +7,7 @@ import logging
 import click
 
 import jobq
+from jobq.context import JobLogFilter
 
 from . import check, demo, logs, manage, migrate, show, submit, wait, worker
 from .common import JobQGroup, global_db_option
@@ -16,10 +17,12 @@ from .common import JobQGroup, global_db_option
 @global_db_option
 @click.option(
     "--log-level",
+    envvar="JOBQ_LOG_LEVEL",
     default="info",
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
-    help="How much the worker logs to stderr.",
+    help="How much the worker logs to stderr: debug adds a line per job started and "
+    "succeeded. [env JOBQ_LOG_LEVEL]",
 )
 @click.version_option(jobq.__version__, prog_name="jobq")
 @click.pass_context
@@ -33,8 +36,11 @@ def cli(ctx: click.Context, database: str | None, log_level: str) -> None:
     source = ctx.get_parameter_source("database")
     ctx.obj["database_from_env"] = source is click.core.ParameterSource.ENVIRONMENT
     logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(job)s%(message)s",
     )
+    for handler in logging.getLogger().handlers:  # what a task logs says its job
+        handler.addFilter(JobLogFilter())
 
 
 for command in (

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .app import JobQ
-from .context import JobContext, current_job
+from .context import JobContext, JobLogFilter, current_job
 from .errors import (
     ArgumentError,
     Cancelled,
@@ -62,6 +62,7 @@ __all__ = [
     "JobCancelledError",
     "JobContext",
     "JobFailedError",
+    "JobLogFilter",
     "JobNotFoundError",
     "JobQ",
     "JobQError",

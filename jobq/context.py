@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 
@@ -45,6 +46,17 @@ class JobContext:
         """True once ``jobq cancel`` asked for this job to stop: a long task should check it
         now and then and return early (it ends ``cancelled`` either way)."""
         return self.cancel.is_set()
+
+
+class JobLogFilter(logging.Filter):
+    """Adds ``job`` to every log record: "[job 7] " when a task logged it while running job 7,
+    else "". The ``jobq`` command's log format starts its message with ``%(job)s``; add it to
+    your own handlers (``handler.addFilter(JobLogFilter())``) to say the same."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        job = current_job()
+        record.job = f"[job {job.id}] " if job is not None else ""
+        return True
 
 
 def current_job() -> JobContext | None:

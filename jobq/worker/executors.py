@@ -3,6 +3,7 @@ run them, and hand their outcomes to the completer."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -64,6 +65,8 @@ class Executors:
         with self.pipeline.lock:
             self.pipeline.active[key] = (job, deadline, cancel)
         fault("before_task")
+        if log.isEnabledFor(logging.DEBUG):  # a drain of quick jobs pays one check a job
+            log.debug("job %s (%s) started, attempt %d/%d", *_about(job))
         started = time.perf_counter()
         try:
             outcome = execute(self.tasks, job, self.worker_id, cancel)
@@ -74,7 +77,8 @@ class Executors:
             outcome = failure(
                 job, self.worker_id, error_json("WorkerError", message), retry_at=None
             )
-        self.pipeline.pace.record(job.task, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.pipeline.pace.record(job.task, seconds)
         fault("after_task")
         with self.pipeline.lock:
             self.pipeline.active.pop(key, None)
@@ -84,6 +88,7 @@ class Executors:
             # Timed out and already recorded; a fresh thread took this one's place.
             log.warning("job %s finished after its timeout; outcome discarded", job.id)
             return None
+        _say(job, outcome, seconds)
         return outcome
 
     def execute_run(self, run: Run) -> bool:
@@ -142,3 +147,31 @@ class Executors:
         if stopping:
             assert self.pipeline.completer is not None
             self.pipeline.completer.hand_back(jobs)
+
+
+def _about(job: ClaimedJob) -> tuple[int, str, int, int]:
+    return job.id, job.task, job.attempts, job.max_attempts
+
+
+def _say(job: ClaimedJob, outcome: Outcome, seconds: float) -> None:
+    """One line for what an attempt came to: a failure or a retry always (warning, info),
+    a success at debug only (a line per quick job would cost a drain its speed)."""
+    if outcome.status == "succeeded":
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("job %s (%s) succeeded on attempt %d/%d in %.3f s", *_about(job), seconds)
+        return
+    if outcome.status not in ("failed", "scheduled"):
+        return
+    error = json.loads(outcome.error) if outcome.error else {}
+    why = f"{error.get('type', 'Error')}: {error.get('message', '')}"
+    if outcome.status == "failed":
+        log.warning(
+            "job %s (%s) failed on attempt %d/%d after %.3f s: %s", *_about(job), seconds, why
+        )
+    else:
+        log.info(
+            "job %s (%s) will be tried again: attempt %d/%d failed after %.3f s: %s",
+            *_about(job),
+            seconds,
+            why,
+        )

@@ -226,3 +226,12 @@ def leaves_a_process(seconds: float) -> int:
     import subprocess
 
     return subprocess.Popen(["sleep", str(seconds)]).pid
+
+
+@app.task
+def chatty(tag: str) -> str:
+    """Logs a line, as a task's own code would."""
+    import logging
+
+    logging.getLogger("tasks.chatty").warning("hello from %s", tag)
+    return tag
