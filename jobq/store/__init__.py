@@ -52,32 +52,26 @@ def check_database(location: str | Path) -> dict[str, Any]:
     what is wrong (none: the database is whole; its damage mark, if any, is then removed)."""
     config = parse_database(location)
     if config.backend == "postgresql":
-        store = open_store(location, create=False, migrate=False)
-        try:
-            facts = store.describe(integrity=True)
-        finally:
-            store.close()
-        facts["problems"] = [] if facts.get("integrity") == "ok" else [facts.get("integrity")]
-        return facts
+        described = _described(open_store(location, create=False, migrate=False))
+        integrity = described.get("integrity")
+        described["problems"] = [] if integrity == "ok" else [integrity]
+        return described
     from .sqlite import SQLiteStore
     from .sqlite_files import damage_found, damage_mark, describe_file, mark_damaged, wal_state
 
     path = config.path
     wal = wal_state(path)  # first: any connection would rebuild the index
     found = damage_found(path)
-    if found is not None or wal.startswith("lost"):
-        # Read it as it is: opening it as a store would refuse (marked) or recover the index.
-        facts = {"backend": "sqlite", "path": str(path), **describe_file(path, integrity=True)}
-    else:
+    facts: dict[str, Any] | None = None
+    # Marked, or its WAL lost: read it as it is (opening it as a store would refuse it, or
+    # recover the index and forget what was lost).
+    if found is None and not wal.startswith("lost"):
         try:
-            store = SQLiteStore(config, create=False, migrate=False)
-            try:
-                facts = store.describe(integrity=True)
-            finally:
-                store.close()
+            facts = _described(SQLiteStore(config, create=False, migrate=False))
         except CorruptDatabaseError:
             found = damage_found(path) or "damaged"
-            facts = {"backend": "sqlite", "path": str(path), **describe_file(path, integrity=True)}
+    if facts is None:
+        facts = {"backend": "sqlite", "path": str(path), **describe_file(path, integrity=True)}
     facts["wal"] = wal
     integrity = facts.get("integrity")
     problems = [] if integrity == "ok" else [f"integrity check failed: {integrity}"]
@@ -94,3 +88,10 @@ def check_database(location: str | Path) -> dict[str, Any]:
             facts["damage_mark"] = f"removed (the file is whole again; it said: {found})"
     facts["problems"] = problems
     return facts
+
+
+def _described(store: Store) -> dict[str, Any]:
+    try:
+        return store.describe(integrity=True)
+    finally:
+        store.close()

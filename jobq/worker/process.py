@@ -249,9 +249,7 @@ class WorkerProcess:
         store = self.store
         try:
             return patiently(
-                lambda: store.release_worker(
-                    self.worker_id, reason="worker stopped before the job finished", refund=True
-                ),
+                lambda: self._hand_all_back(store),
                 seconds=self.settings.lease,
                 what="hand the jobs back",
             )
@@ -269,6 +267,11 @@ class WorkerProcess:
                 ).start()
             return 0
 
+    def _hand_all_back(self, store: Store) -> int:
+        return store.release_worker(
+            self.worker_id, reason="worker stopped before the job finished", refund=True
+        )
+
     def _release_later(self) -> None:
         """Keep handing the jobs back until the database takes it (or the process ends): on
         its host, a worker whose process lives is never presumed dead."""
@@ -276,9 +279,7 @@ class WorkerProcess:
         try:
             while True:
                 try:
-                    store.release_worker(
-                        self.worker_id, reason="worker stopped before the job finished", refund=True
-                    )
+                    self._hand_all_back(store)
                     return
                 except DatabaseError:
                     time.sleep(self.settings.heartbeat)
